@@ -1,0 +1,53 @@
+"""Message contracts shared by the producer and the consumer.
+
+Every message on the ``audit`` and ``notifications`` queues is a CloudEvents 1.0 event
+whose ``data`` is one of the event models defined here, identified by its ``type`` and
+``schemaversion``. Producer and consumer import only this package to build and read
+messages; ``contracts.servicebus`` maps them to and from Service Bus messages. Versioning
+rules and the event catalogue: ``docs/contracts.md``.
+"""
+
+from contracts.audit import Actor, ActorType, AuditEvent, AuditOutcome, FieldChange, Resource
+from contracts.envelope import (
+    AUDIT_EVENT_TYPE,
+    NOTIFICATION_EVENT_TYPE,
+    SCHEMA_VERSION,
+    AnyEnvelope,
+    AuditEnvelope,
+    Envelope,
+    EventEnvelope,
+    NotificationEnvelope,
+    new_envelope,
+)
+from contracts.errors import ContractViolation, DeadLetterReason, MessageTooLarge
+from contracts.notification import NotificationChannel, NotificationEvent, NotificationPriority
+from contracts.parsing import parse_envelope
+from contracts.registry import EventSpec, lookup, supported_versions
+
+__all__ = [
+    "AUDIT_EVENT_TYPE",
+    "NOTIFICATION_EVENT_TYPE",
+    "SCHEMA_VERSION",
+    "Actor",
+    "ActorType",
+    "AnyEnvelope",
+    "AuditEnvelope",
+    "AuditEvent",
+    "AuditOutcome",
+    "ContractViolation",
+    "DeadLetterReason",
+    "Envelope",
+    "EventEnvelope",
+    "EventSpec",
+    "FieldChange",
+    "MessageTooLarge",
+    "NotificationChannel",
+    "NotificationEnvelope",
+    "NotificationEvent",
+    "NotificationPriority",
+    "Resource",
+    "lookup",
+    "new_envelope",
+    "parse_envelope",
+    "supported_versions",
+]

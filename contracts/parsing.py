@@ -1,0 +1,112 @@
+"""Reading envelopes from message bodies: JSON structured mode, or attributes plus data.
+
+Every failure is a :class:`~contracts.errors.ContractViolation` whose reason says why the
+message can never be processed, so the consumer dead-letters it instead of retrying.
+Validation runs with :data:`~contracts._base.READ_CONTEXT`: unknown fields are ignored
+(tolerant reader) and creation-time checks are skipped.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from pydantic import TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
+
+from contracts._base import READ_CONTEXT
+from contracts.envelope import REQUIRED_ATTRIBUTES, SCHEMA_VERSION, EventEnvelope
+from contracts.errors import ContractViolation, DeadLetterReason
+from contracts.registry import lookup
+
+_JSON_OBJECT: TypeAdapter[dict[str, object]] = TypeAdapter(dict[str, object])
+_JSON_VALUE: TypeAdapter[object] = TypeAdapter(object)
+_MAX_PROBLEMS: Final = 5
+
+
+def parse_envelope(body: bytes | str) -> EventEnvelope:
+    """Parse and validate a CloudEvents JSON (structured mode) body.
+
+    Args:
+        body: UTF-8 JSON text of one event.
+
+    Returns:
+        The typed envelope of the event's type and schema version.
+
+    Raises:
+        ContractViolation: with reason ``InvalidJson`` (not a UTF-8 JSON object),
+            ``UnknownEventType``, ``UnsupportedSchemaVersion`` or
+            ``SchemaValidationFailed`` (the description names up to five bad fields,
+            e.g. ``data.actor.id: Field required``).
+    """
+    try:
+        raw = _JSON_OBJECT.validate_json(body)
+    except ValidationError as exc:
+        raise ContractViolation(
+            DeadLetterReason.INVALID_JSON, _describe(exc.errors(include_url=False), limit=1)
+        ) from None
+    return validate_envelope(raw)
+
+
+def parse_binary(attributes: Mapping[str, object], data: bytes | str) -> EventEnvelope:
+    """Validate an event delivered in binary mode: attributes apart, ``data`` as JSON.
+
+    Args:
+        attributes: CloudEvents attributes by name (``id``, ``type``, ...), already
+            decoded from the transport (strings, or a datetime for ``time``).
+        data: The JSON text of ``data``.
+
+    Raises:
+        ContractViolation: as :func:`parse_envelope`; ``InvalidJson`` if ``data`` is not
+            UTF-8 JSON.
+    """
+    try:
+        value = _JSON_VALUE.validate_json(data)
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"]
+        raise ContractViolation(DeadLetterReason.INVALID_JSON, f"data: {message}") from None
+    return validate_envelope({**attributes, "data": value})
+
+
+def validate_envelope(raw: Mapping[str, object]) -> EventEnvelope:
+    """Validate an envelope already decoded to a mapping (see :func:`parse_envelope`).
+
+    The ``(type, schemaversion)`` pair picks the model from :mod:`contracts.registry`;
+    an absent ``schemaversion`` means ``"1"``.
+
+    Raises:
+        ContractViolation: ``UnknownEventType``, ``UnsupportedSchemaVersion`` or
+            ``SchemaValidationFailed``.
+    """
+    spec = lookup(raw.get("type"), raw.get("schemaversion", SCHEMA_VERSION))
+    problems = [f"{name}: Field required" for name in REQUIRED_ATTRIBUTES if name not in raw]
+    try:
+        envelope = spec.envelope.model_validate(raw, context=dict(READ_CONTEXT))
+    except ValidationError as exc:
+        problems.extend(_problems(exc.errors(include_url=False)))
+        raise ContractViolation(
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED, _join(problems, _MAX_PROBLEMS)
+        ) from None
+    if problems:
+        raise ContractViolation(
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED, _join(problems, _MAX_PROBLEMS)
+        )
+    return envelope
+
+
+def _problems(errors: Sequence[ErrorDetails]) -> list[str]:
+    problems = []
+    for error in errors:
+        location = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{location}: {error['msg']}")
+    return problems
+
+
+def _join(problems: Sequence[str], limit: int) -> str:
+    shown = list(problems[:limit])
+    if len(problems) > limit:
+        shown.append(f"and {len(problems) - limit} more")
+    return "; ".join(shown)
+
+
+def _describe(errors: Sequence[ErrorDetails], limit: int) -> str:
+    """One line naming the failing fields, e.g. ``data.actor.id: Field required``."""
+    return _join(_problems(errors), limit)
