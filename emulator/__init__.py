@@ -1,0 +1,10 @@
+"""A local Azure Service Bus emulator: an AMQP 1.0 server on python-qpid-proton.
+
+The unmodified ``azure-servicebus`` SDK talks to it with a connection string such as
+``Endpoint=sb://127.0.0.1:5672;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey=SAS_KEY_VALUE;UseDevelopmentEmulator=true``.
+
+Entry points: ``python -m emulator`` / ``servicebus-emulator`` (see ``emulator.__main__``),
+:class:`emulator.runtime.Emulator`, and :func:`emulator.testing.run_emulator` for tests.
+"""
+
+__all__: list[str] = []
