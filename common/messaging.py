@@ -1,0 +1,95 @@
+"""Trace context on Service Bus messages and OpenTelemetry messaging attribute names.
+
+Context travels in application properties ``traceparent`` / ``tracestate`` (W3C Trace
+Context) and ``Diagnostic-Id`` (the same traceparent value, which .NET and Azure Functions
+consumers read), as the Azure SDKs do:
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-end-to-end-tracing
+
+Attribute names follow the OpenTelemetry messaging semantic conventions
+(https://opentelemetry.io/docs/specs/semconv/messaging/azure-messaging/).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+MESSAGING_SYSTEM = "servicebus"
+
+# Attribute keys (OpenTelemetry messaging semantic conventions).
+SYSTEM = "messaging.system"
+DESTINATION = "messaging.destination.name"
+OPERATION_NAME = "messaging.operation.name"
+OPERATION_TYPE = "messaging.operation.type"
+MESSAGE_ID = "messaging.message.id"
+CONVERSATION_ID = "messaging.message.conversation_id"
+BATCH_COUNT = "messaging.batch.message_count"
+DELIVERY_COUNT = "messaging.servicebus.message.delivery_count"
+ENQUEUED_TIME = "messaging.servicebus.message.enqueued_time"
+DISPOSITION = "messaging.servicebus.disposition_status"
+ERROR_TYPE = "error.type"
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+DIAGNOSTIC_ID = "Diagnostic-Id"
+
+_W3C = TraceContextTextMapPropagator()
+
+
+def current_trace_headers(context: otel_context.Context | None = None) -> dict[str, str]:
+    """W3C headers of ``context`` (default: the current one); empty when not recording."""
+    carrier: dict[str, str] = {}
+    _W3C.inject(carrier, context=context)
+    return carrier
+
+
+def trace_properties(headers: Mapping[str, str]) -> dict[str, str]:
+    """Application properties to put on a message for stored W3C ``headers``."""
+    properties: dict[str, str] = {}
+    if traceparent := headers.get(TRACEPARENT):
+        properties[TRACEPARENT] = traceparent
+        properties[DIAGNOSTIC_ID] = traceparent
+        if tracestate := headers.get(TRACESTATE):
+            properties[TRACESTATE] = tracestate
+    return properties
+
+
+def context_from_properties(
+    application_properties: Mapping[Any, Any] | None,
+) -> otel_context.Context:
+    """Extract the sender's context from received application properties.
+
+    Keys and values may be ``bytes`` (as the SDK returns them). ``traceparent`` wins over
+    ``Diagnostic-Id``; a message without either yields an empty context.
+    """
+    carrier: dict[str, str] = {}
+    for key, value in (application_properties or {}).items():
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        carrier[name.lower()] = text
+    if TRACEPARENT not in carrier and DIAGNOSTIC_ID.lower() in carrier:
+        carrier[TRACEPARENT] = carrier[DIAGNOSTIC_ID.lower()]
+    return _W3C.extract(carrier)
+
+
+__all__ = [
+    "BATCH_COUNT",
+    "CONVERSATION_ID",
+    "DELIVERY_COUNT",
+    "DESTINATION",
+    "DIAGNOSTIC_ID",
+    "DISPOSITION",
+    "ENQUEUED_TIME",
+    "ERROR_TYPE",
+    "MESSAGE_ID",
+    "MESSAGING_SYSTEM",
+    "OPERATION_NAME",
+    "OPERATION_TYPE",
+    "SYSTEM",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "context_from_properties",
+    "current_trace_headers",
+    "trace_properties",
+]
