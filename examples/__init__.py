@@ -1,0 +1,1 @@
+"""Example applications that embed the producer as a library."""

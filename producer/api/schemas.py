@@ -1,0 +1,93 @@
+"""Request and response bodies of the v1 API (times are RFC 3339, UTC)."""
+
+from datetime import datetime
+from typing import Annotated, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import AuditEvent, NotificationEvent
+
+MAX_BATCH_EVENTS: Final = 100
+"""Most events in one batch request."""
+
+EventState = Literal["accepted", "published", "scheduled", "cancelled", "failed"]
+
+
+class Accepted(BaseModel):
+    """An event committed to the outbox; it is published in the background.
+
+    ``status`` is always ``accepted``: follow ``links.status`` (``GET /v1/events/{id}``) to
+    see it published or scheduled.
+    """
+
+    id: str = Field(description="Event id; also the Service Bus message id")
+    type: str = Field(description="CloudEvents type")
+    queue: str = Field(description="Destination queue")
+    status: Literal["accepted"] = "accepted"
+    deliver_at: datetime | None = Field(None, description="Scheduled enqueue time, if any")
+    links: dict[str, str] = Field(description='{"status": "/v1/events/<id>"}')
+
+
+class AcceptedBatch(BaseModel):
+    """Every event of a batch, in request order."""
+
+    events: list[Accepted]
+
+
+class AuditEventBatch(BaseModel):
+    """Up to 100 audit events, accepted all together or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[AuditEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class NotificationBatch(BaseModel):
+    """Up to 100 notifications, accepted all together or not at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: Annotated[list[NotificationEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+class EventStatus(BaseModel):
+    """Where an accepted event is.
+
+    ``status``: ``accepted`` (in the outbox, not yet on Service Bus), ``published`` (on its
+    queue; for a scheduled notification: its scheduled time has passed), ``scheduled``
+    (on Service Bus, becomes visible at ``scheduled_enqueue_time``), ``cancelled``, or
+    ``failed`` (can never be sent; ``last_error`` says why).
+    """
+
+    id: str
+    type: str
+    queue: str
+    source: str = Field(description="The caller that sent it")
+    status: EventState
+    accepted_at: datetime
+    published_at: datetime | None = Field(
+        None, description="When Service Bus accepted it (or its scheduled message became active)"
+    )
+    scheduled_at: datetime | None = Field(None, description="When it was scheduled")
+    scheduled_enqueue_time: datetime | None = Field(
+        None, description="When a scheduled notification becomes visible on its queue"
+    )
+    cancelled_at: datetime | None = None
+    sequence_number: int | None = Field(
+        None, description="Service Bus sequence number (known for scheduled messages)"
+    )
+    attempts: int = Field(description="Publish attempts so far")
+    last_error: str | None = Field(None, description="Why the last attempt failed, if it did")
+    links: dict[str, str]
+
+
+class Stats(BaseModel):
+    """Process-local counters since start-up (each replica counts its own)."""
+
+    accepted: int
+    published: int
+    publish_failed: int
+    scheduled: int
+    cancelled: int
+    unpublishable: int
+    idempotent_replays: int

@@ -1,0 +1,72 @@
+"""The FastAPI application and its lifespan (one outbox publisher per process)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.types import Receive, Scope, Send
+
+from producer.api import health_router, v1_router
+from producer.auth import Authenticator
+from producer.limits import BodySizeLimitMiddleware
+from producer.problems import install_problem_handlers, problem_response
+from producer.publisher import open_event_publisher
+from producer.settings import ProducerSettings
+
+DESCRIPTION = """\
+Accepts audit events and notifications and publishes them to Azure Service Bus.
+
+An event is committed to a transactional outbox before `202 Accepted` is sent and is
+published in the background; the relay publishes whatever is still pending after a crash or
+an outage. Every `/v1` route requires `X-API-Key` or a Microsoft Entra ID bearer token.
+Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+
+def create_app(settings: ProducerSettings | None = None) -> FastAPI:
+    """Build the producer app.
+
+    Args:
+        settings: Defaults to ``ProducerSettings()`` read from the environment.
+
+    The lifespan migrates the outbox (unless disabled), opens the Service Bus client,
+    starts the relay and the pruner, and on shutdown gives in-flight publishes
+    ``settings.shutdown_grace`` before leaving the rest in the outbox.
+    """
+    resolved = settings if settings is not None else ProducerSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_event_publisher(resolved) as publisher:
+            app.state.event_publisher = publisher
+            yield
+
+    app = FastAPI(
+        title="Service Bus event producer",
+        version="1",
+        summary="Accepts audit and notification events and publishes them to Service Bus.",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = resolved
+    app.state.authenticator = Authenticator(resolved)
+    install_problem_handlers(app)
+
+    async def too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            Request(scope, receive),
+            413,
+            f"the request body is larger than {resolved.max_request_bytes} bytes",
+            kind="content-too-large",
+        )
+        await response(scope, receive, send)
+
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes, on_too_large=too_large
+    )
+    app.include_router(health_router)
+    app.include_router(v1_router)
+    # Server spans for API calls (probes excluded); a no-op until a provider is installed.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
+    return app

@@ -1,0 +1,128 @@
+"""The outbox database: engine construction and Alembic migrations.
+
+SQLite (the default) is opened in WAL mode with ``synchronous=FULL`` so that a commit is on
+disk before the producer answers 202, and every transaction starts with ``BEGIN IMMEDIATE``
+so concurrent writers queue on SQLite's lock (``busy_timeout``) instead of failing with
+"database is locked" when a reader upgrades to a writer (recipe from
+https://docs.sqlalchemy.org/en/20/dialects/sqlite.html#serializable-isolation-savepoints-transactional-ddl).
+An application that joins the outbox to its own transactions on SQLite should create its
+engine with :func:`create_outbox_engine` for the same reason.
+
+PostgreSQL (``postgresql+asyncpg://...``) needs nothing special; concurrent migrations
+from several replicas are serialised with an advisory lock.
+"""
+
+import logging
+from pathlib import Path
+from typing import Any, Final
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from producer.outbox.models import VERSION_TABLE
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
+_MIGRATION_LOCK_KEY: Final = 0x70726F64  # "prod": pg_advisory_xact_lock key
+SQLITE_BUSY_TIMEOUT_SECONDS: Final = 30.0
+
+
+def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine for the outbox (and, when embedding, the application's tables).
+
+    Args:
+        url: SQLAlchemy async URL: ``sqlite+aiosqlite:///file.db`` or
+            ``postgresql+asyncpg://user@host:5432/db``. A SQLite file's directory is
+            created if missing; in-memory SQLite is refused (nothing would survive).
+        **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+
+    Raises:
+        ValueError: an in-memory SQLite URL, or a sync driver (``sqlite://`` without
+            ``+aiosqlite``).
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        kwargs.setdefault("pool_pre_ping", True)
+        return create_async_engine(parsed, **kwargs)
+    if parsed.get_driver_name() != "aiosqlite":
+        raise ValueError("use the async SQLite driver: sqlite+aiosqlite:///path.db")
+    database = parsed.database
+    if not database or database == ":memory:" or "mode=memory" in str(parsed):
+        raise ValueError("the outbox needs a SQLite file, not an in-memory database")
+    Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    connect_args = dict(kwargs.pop("connect_args", {}))
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
+    engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver would issue a
+    # deferred BEGIN lazily otherwise).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration for the producer's migrations (``producer/migrations``).
+
+    Args:
+        connection: An open connection the migrations run on (inside its transaction).
+    """
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "head")
+
+
+def _current_revision(connection: Connection) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+    return context.get_current_revision()
+
+
+async def run_migrations(engine: AsyncEngine) -> None:
+    """Bring the outbox tables to the newest revision (idempotent).
+
+    Runs in one transaction; on PostgreSQL it first takes a transaction-scoped advisory
+    lock, so replicas starting together migrate one after the other.
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database is unreachable or a migration failed.
+    """
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+            )
+        await connection.run_sync(_upgrade)
+
+
+async def pending_migrations(engine: AsyncEngine) -> bool:
+    """Whether the database is behind the newest revision (or has no outbox yet)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    async with engine.connect() as connection:
+        current = await connection.run_sync(_current_revision)
+    return current != head

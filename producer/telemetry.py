@@ -1,0 +1,141 @@
+"""Producer spans and metrics (OpenTelemetry messaging semantic conventions).
+
+The outbox separates accepting an event from sending it, so context propagation is
+explicit: at acceptance a ``create <queue>`` PRODUCER span is started as a child of the
+HTTP server span and its W3C context is stored with the outbox row; at publish time that
+context goes onto the message (``traceparent``, ``tracestate``, ``Diagnostic-Id``) and the
+``send <queue>`` CLIENT span links to every message it carries. The consumer's process span
+is then a child of the create span: one trace from HTTP request to handler, however late
+the send happens. (The Azure SDK's own send span cannot do this: it only sees the relay's
+context at send time.)
+
+Metrics:
+
+* ``messaging.client.sent.messages`` (counter) by queue, operation, ``error.type``;
+* ``messaging.client.operation.duration`` (histogram, s) of each send/schedule call;
+* ``servicebus_events.outbox.backlog`` (gauge, rows waiting) and
+  ``servicebus_events.outbox.oldest_pending.age`` (gauge, s), refreshed by the relay.
+"""
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from azure.servicebus import ServiceBusMessage
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Link, SpanKind
+
+from common import messaging as sem
+
+tracer = trace.get_tracer("servicebus_events.producer")
+meter = metrics.get_meter("servicebus_events.producer")
+
+_sent = meter.create_counter(
+    "messaging.client.sent.messages", unit="{message}", description="Messages sent"
+)
+_operation_duration = meter.create_histogram(
+    "messaging.client.operation.duration", unit="s", description="Send and schedule calls"
+)
+_backlog: dict[str, float] = {"count": 0.0, "oldest_age": 0.0}
+
+
+def creation_context(queue: str, event_id: str, event_type: str) -> str | None:
+    """Start and end the ``create`` span of one event; return its W3C context as JSON.
+
+    Returns ``None`` when tracing is off (nothing to store).
+    """
+    with tracer.start_as_current_span(
+        f"create {queue}",
+        kind=SpanKind.PRODUCER,
+        attributes={
+            sem.SYSTEM: sem.MESSAGING_SYSTEM,
+            sem.DESTINATION: queue,
+            sem.OPERATION_NAME: "create",
+            sem.OPERATION_TYPE: "create",
+            sem.MESSAGE_ID: event_id,
+            "event.type": event_type,
+        },
+    ):
+        headers = sem.current_trace_headers()
+    return json.dumps(headers) if headers else None
+
+
+def attach_context(message: ServiceBusMessage, trace_context: str | None) -> None:
+    """Put the stored creation context on ``message`` (no-op without one)."""
+    if not trace_context:
+        return
+    properties = dict(message.application_properties or {})
+    properties.update(sem.trace_properties(json.loads(trace_context)))
+    message.application_properties = properties
+
+
+def _links(contexts: Iterable[str | None]) -> list[Link]:
+    links = []
+    for stored in contexts:
+        if not stored:
+            continue
+        span_context = trace.get_current_span(
+            sem.context_from_properties(json.loads(stored))
+        ).get_span_context()
+        if span_context.is_valid:
+            links.append(Link(span_context))
+    return links
+
+
+@contextmanager
+def send_span(queue: str, operation: str, contexts: Sequence[str | None]) -> Iterator[None]:
+    """A ``send``/``schedule`` CLIENT span linked to each message's creation context.
+
+    Records the call's duration and the messages sent (with ``error.type`` on failure).
+    """
+    attributes: dict[str, str | int] = {
+        sem.SYSTEM: sem.MESSAGING_SYSTEM,
+        sem.DESTINATION: queue,
+        sem.OPERATION_NAME: operation,
+        sem.OPERATION_TYPE: "send",
+        sem.BATCH_COUNT: len(contexts),
+    }
+    metric_attributes: dict[str, str] = {
+        sem.SYSTEM: sem.MESSAGING_SYSTEM,
+        sem.DESTINATION: queue,
+        sem.OPERATION_NAME: operation,
+    }
+    started = time.monotonic()
+    with tracer.start_as_current_span(
+        f"{operation} {queue}", kind=SpanKind.CLIENT, attributes=attributes, links=_links(contexts)
+    ):
+        try:
+            yield
+        except BaseException as exc:
+            metric_attributes[sem.ERROR_TYPE] = type(exc).__qualname__
+            raise
+        finally:
+            _operation_duration.record(time.monotonic() - started, metric_attributes)
+            _sent.add(len(contexts), metric_attributes)
+
+
+def set_backlog(count: int, oldest_accepted_at: datetime | None) -> None:
+    """Update the outbox gauges (rows waiting, age in seconds of the oldest)."""
+    _backlog["count"] = float(count)
+    if oldest_accepted_at is None:
+        _backlog["oldest_age"] = 0.0
+    else:
+        _backlog["oldest_age"] = max((datetime.now(UTC) - oldest_accepted_at).total_seconds(), 0)
+
+
+def _observe(key: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+    def callback(_: CallbackOptions) -> Iterable[Observation]:
+        yield Observation(_backlog[key])
+
+    return callback
+
+
+meter.create_observable_gauge(
+    "servicebus_events.outbox.backlog", [_observe("count")], unit="{event}"
+)
+meter.create_observable_gauge(
+    "servicebus_events.outbox.oldest_pending.age", [_observe("oldest_age")], unit="s"
+)

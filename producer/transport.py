@@ -1,0 +1,338 @@
+"""Sending, scheduling and cancelling messages over long-lived Service Bus senders.
+
+Each queue gets one sender and one task that owns it: callers hand over an operation and
+wait for its outcome. Sends that queue up while the sender is busy go out together, in as
+few ``ServiceBusMessageBatch`` sends as their size allows. The SDK's async sender is not
+documented as safe for concurrent operations, so one owner per sender also keeps us on its
+supported path. After a failed operation the sender is closed and a new one is opened for
+the next operation, so a half-broken AMQP link is never reused.
+
+Senders connect lazily (on first use), so the producer starts, and keeps accepting events
+into its outbox, while Service Bus is unreachable.
+
+Azure references: batches
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-performance-improvements#batching-store-access,
+scheduled messages
+https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing#scheduled-messages.
+"""
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
+from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+from azure.servicebus.exceptions import MessageNotFoundError, MessageSizeExceededError
+
+logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+
+class MessageTooLargeError(Exception):
+    """A single message does not fit in an empty batch: it can never be sent as is."""
+
+
+@dataclass
+class ServiceBusHealth:
+    """What the last Service Bus operations said about reachability (times in UTC).
+
+    Attributes:
+        last_success_at: End of the last successful operation.
+        last_failure_at: End of the last failed operation.
+        last_error: ``repr`` of the last failure.
+    """
+
+    last_success_at: datetime | None = None
+    last_failure_at: datetime | None = None
+    last_error: str | None = None
+
+    @property
+    def reachable(self) -> bool | None:
+        """``False`` when the latest operation failed, ``None`` before any operation."""
+        if self.last_failure_at is None:
+            return None if self.last_success_at is None else True
+        return self.last_success_at is not None and self.last_success_at > self.last_failure_at
+
+
+@dataclass
+class _Send:
+    messages: Sequence[ServiceBusMessage]
+    done: asyncio.Future[set[str]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Schedule:
+    messages: Sequence[ServiceBusMessage]
+    at: datetime
+    done: asyncio.Future[list[int]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+@dataclass
+class _Cancel:
+    sequence_numbers: Sequence[int]
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+_Operation = _Send | _Schedule | _Cancel
+
+
+def _resolve(future: "asyncio.Future[_T]", value: "_T") -> None:
+    """Set a result unless the caller stopped waiting (a cancelled await cancels it)."""
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: "asyncio.Future[Any]", exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)
+
+
+class _QueueSender:
+    """Owns one queue's sender and runs the operations handed to it, in order."""
+
+    def __init__(
+        self,
+        client: ServiceBusClient,
+        queue: str,
+        *,
+        timeout: float,
+        max_batch_messages: int,
+        health: ServiceBusHealth,
+    ) -> None:
+        self._client = client
+        self._queue = queue
+        self._timeout = timeout
+        self._max_batch_messages = max_batch_messages
+        self._health = health
+        self._sender: ServiceBusSender | None = None
+        self._pending: asyncio.Queue[_Operation] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name=f"servicebus-sender:{queue}")
+
+    async def submit(self, operation: _Operation) -> None:
+        await self._pending.put(operation)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with suppress(asyncio.CancelledError):
+            await self._task
+        while not self._pending.empty():
+            self._pending.get_nowait().done.cancel()
+        await self._close_sender()
+
+    async def _close_sender(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(sender.close(), self._timeout)
+
+    def _get_sender(self) -> ServiceBusSender:
+        if self._sender is None:
+            self._sender = self._client.get_queue_sender(self._queue)
+        return self._sender
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._pending.get()
+            if isinstance(first, _Send):
+                sends = [first]
+                held: list[_Operation] = []
+                count = len(first.messages)
+                while not self._pending.empty() and count < self._max_batch_messages:
+                    nxt = self._pending.get_nowait()
+                    if isinstance(nxt, _Send):
+                        sends.append(nxt)
+                        count += len(nxt.messages)
+                    else:
+                        held.append(nxt)
+                        break
+                await self._execute_sends(sends)
+                for operation in held:
+                    await self._execute(operation)
+            else:
+                await self._execute(first)
+
+    async def _execute_sends(self, sends: list[_Send]) -> None:
+        messages = [m for s in sends for m in s.messages]
+        try:
+            async with asyncio.timeout(self._timeout):
+                too_large = await self._send_batches(messages)
+        except asyncio.CancelledError:
+            for send in sends:
+                send.done.cancel()
+            raise
+        except Exception as exc:
+            await self._failed(exc)
+            for send in sends:
+                _fail(send.done, exc)
+            return
+        self._succeeded()
+        for send in sends:
+            ids = {str(m.message_id) for m in send.messages}
+            _resolve(send.done, too_large & ids)
+
+    async def _execute(self, operation: _Operation) -> None:
+        try:
+            async with asyncio.timeout(self._timeout):
+                sender = self._get_sender()
+                if isinstance(operation, _Schedule):
+                    numbers = await sender.schedule_messages(
+                        list(operation.messages), operation.at, timeout=self._timeout
+                    )
+                    _resolve(operation.done, [int(n) for n in numbers])
+                elif isinstance(operation, _Cancel):
+                    await sender.cancel_scheduled_messages(
+                        list(operation.sequence_numbers), timeout=self._timeout
+                    )
+                    _resolve(operation.done, None)
+                else:  # pragma: no cover - sends go through _execute_sends
+                    raise TypeError(operation)
+        except asyncio.CancelledError:
+            operation.done.cancel()
+            raise
+        except MessageNotFoundError as exc:  # Service Bus answered: it is reachable
+            self._succeeded()
+            _fail(operation.done, exc)
+            return
+        except Exception as exc:
+            await self._failed(exc)
+            _fail(operation.done, exc)
+            return
+        self._succeeded()
+
+    async def _send_batches(self, messages: list[ServiceBusMessage]) -> set[str]:
+        """Send ``messages`` in as few batches as fit; returns ids too large to ever send."""
+        sender = self._get_sender()
+        too_large: set[str] = set()
+        batch: ServiceBusMessageBatch = await sender.create_message_batch()
+        for message in messages:
+            try:
+                batch.add_message(message)
+                continue
+            except MessageSizeExceededError:
+                if len(batch) == 0:
+                    too_large.add(str(message.message_id))
+                    continue
+            await sender.send_messages(batch, timeout=self._timeout)
+            batch = await sender.create_message_batch()
+            try:
+                batch.add_message(message)
+            except MessageSizeExceededError:
+                too_large.add(str(message.message_id))
+        if len(batch):
+            await sender.send_messages(batch, timeout=self._timeout)
+        return too_large
+
+    def _succeeded(self) -> None:
+        self._health.last_success_at = datetime.now(UTC)
+
+    async def _failed(self, exc: BaseException) -> None:
+        self._health.last_failure_at = datetime.now(UTC)
+        self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        logger.warning("Service Bus operation on %s failed: %r", self._queue, exc)
+        await self._close_sender()
+
+
+class ServiceBusTransport:
+    """Send, schedule and cancel messages on the queues of one client.
+
+    Use as an async context manager; senders are created on first use and closed on exit.
+
+    Args:
+        client: The process's long-lived client.
+        operation_timeout: Seconds one operation may take including the SDK's retries
+            (``asyncio.TimeoutError`` -> raised as ``TimeoutError``).
+        max_batch_messages: Most messages gathered from concurrent callers into one send.
+    """
+
+    def __init__(
+        self,
+        client: ServiceBusClient,
+        *,
+        operation_timeout: float = 30.0,
+        max_batch_messages: int = 500,
+    ) -> None:
+        self._client = client
+        self._timeout = operation_timeout
+        self._max_batch_messages = max_batch_messages
+        self._senders: dict[str, _QueueSender] = {}
+        self.health = ServiceBusHealth()
+
+    async def __aenter__(self) -> "ServiceBusTransport":
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        senders, self._senders = list(self._senders.values()), {}
+        for sender in senders:
+            await sender.close()
+
+    def _sender(self, queue: str) -> _QueueSender:
+        sender = self._senders.get(queue)
+        if sender is None:
+            sender = _QueueSender(
+                self._client,
+                queue,
+                timeout=self._timeout,
+                max_batch_messages=self._max_batch_messages,
+                health=self.health,
+            )
+            self._senders[queue] = sender
+        return sender
+
+    async def send(self, queue: str, messages: Sequence[ServiceBusMessage]) -> set[str]:
+        """Send ``messages`` to ``queue`` and wait until Service Bus has accepted them.
+
+        Returns:
+            Message ids that are larger than the queue's maximum message size and were not
+            sent (they never can be).
+
+        Raises:
+            azure.servicebus.exceptions.ServiceBusError: the send failed after the SDK's
+                retries; some of the messages may have been sent (duplicate detection
+                drops them when they are sent again).
+            TimeoutError: the operation took longer than ``operation_timeout``.
+        """
+        if not messages:
+            return set()
+        operation = _Send(messages)
+        await self._sender(queue).submit(operation)
+        return await operation.done
+
+    async def schedule(
+        self, queue: str, messages: Sequence[ServiceBusMessage], at: datetime
+    ) -> list[int]:
+        """Schedule ``messages`` on ``queue`` to become active at ``at`` (aware, UTC).
+
+        Returns:
+            The scheduled messages' sequence numbers, in order.
+
+        Raises:
+            azure.servicebus.exceptions.ServiceBusError: scheduling failed.
+            TimeoutError: the operation took longer than ``operation_timeout``.
+        """
+        if not messages:
+            return []
+        operation = _Schedule(messages, at)
+        await self._sender(queue).submit(operation)
+        return await operation.done
+
+    async def cancel(self, queue: str, sequence_numbers: Sequence[int]) -> None:
+        """Cancel scheduled messages that are not active yet.
+
+        Raises:
+            azure.servicebus.exceptions.MessageNotFoundError: (or another
+                ``ServiceBusError``) a message is already active or was cancelled.
+            TimeoutError: the operation took longer than ``operation_timeout``.
+        """
+        operation = _Cancel(sequence_numbers)
+        await self._sender(queue).submit(operation)
+        await operation.done
