@@ -1,0 +1,1 @@
+"""Standalone async consumer: receives events in peek-lock mode and processes them."""

@@ -1,0 +1,257 @@
+"""The retry ladder: immediate in-process retries, then delayed re-sends, then dead-letter.
+
+Per handler (:class:`RetryPolicy`, from settings):
+
+1. A transient failure is retried in process ``immediate_attempts`` times, with short
+   exponential backoff and jitter (tenacity), while the message's processing budget
+   (maximum processing time, lock renewal) allows.
+2. Still failing: the message is re-sent to its queue as a *scheduled message* at
+   now + exponential backoff with jitter, with application properties ``retryAttempt``
+   (1, 2, ...), ``retryFirstFailedAt`` (ISO-8601 UTC), ``retryLastError`` and
+   ``retryOriginalMessageId``; its message id is ``<event id>:retry:<n>`` so duplicate
+   detection does not drop it (but does drop a second re-send of the same attempt), and
+   the original is completed. Handlers stay idempotent on the EVENT id in the body. See
+   https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing#scheduled-messages
+3. After ``delayed_attempts`` re-sends, the message is dead-lettered with reason
+   ``MaxRetriesExceeded`` and the last error as description.
+
+With ``delayed_attempts = 0`` the ladder uses Service Bus redelivery instead (abandon,
+delivery count + 1) and dead-letters with ``MaxRetriesExceeded`` itself on the delivery
+that would otherwise reach the queue's MaxDeliveryCount (where Service Bus would write
+``MaxDeliveryCountExceeded`` without the error). The same rule guards the fallback when a
+re-send cannot be scheduled. See
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues#maximum-delivery-count
+"""
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_before_delay,
+    wait_exponential_jitter,
+)
+
+from consumer.errors import PermanentError, TransientError, is_transient
+from contracts import ContractViolation, DeadLetterReason
+
+T = TypeVar("T")
+
+RETRY_ATTEMPT = "retryAttempt"
+RETRY_FIRST_FAILED_AT = "retryFirstFailedAt"
+RETRY_LAST_ERROR = "retryLastError"
+RETRY_ORIGINAL_MESSAGE_ID = "retryOriginalMessageId"
+RETRY_PROPERTIES = (
+    RETRY_ATTEMPT,
+    RETRY_FIRST_FAILED_AT,
+    RETRY_LAST_ERROR,
+    RETRY_ORIGINAL_MESSAGE_ID,
+)
+
+DESCRIPTION_LIMIT = 1024
+
+
+class RetryPolicy(BaseModel):
+    """How one handler retries transient failures. Times are in seconds.
+
+    Attributes:
+        immediate_attempts: In-process retries after the first try (0 = none).
+        immediate_initial_delay: Backoff before the first in-process retry.
+        immediate_max_delay: Cap on an in-process backoff.
+        delayed_attempts: Scheduled re-sends after in-process retries are used up
+            (0 = use Service Bus redelivery, bounded by MaxDeliveryCount).
+        delayed_initial_delay: Delay of the first re-send; doubles each attempt.
+        delayed_max_delay: Cap on a re-send delay.
+        delayed_jitter: Up to this many seconds of random delay added to each re-send.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    immediate_attempts: int = Field(default=2, ge=0, le=20)
+    immediate_initial_delay: float = Field(default=0.2, ge=0)
+    immediate_max_delay: float = Field(default=2.0, ge=0)
+    delayed_attempts: int = Field(default=5, ge=0, le=100)
+    delayed_initial_delay: float = Field(default=10.0, ge=0)
+    delayed_max_delay: float = Field(default=3600.0, ge=0)
+    delayed_jitter: float = Field(default=5.0, ge=0)
+
+    def delayed_backoff(self, attempt: int) -> timedelta:
+        """Delay before re-send number ``attempt`` (1-based): ``initial * 2**(attempt-1)``
+        plus up to ``delayed_jitter`` seconds, capped at ``delayed_max_delay``."""
+        wait = wait_exponential_jitter(
+            multiplier=self.delayed_initial_delay,
+            max=self.delayed_max_delay,
+            jitter=self.delayed_jitter,
+        )
+        state = RetryCallState(retry_object=AsyncRetrying(), fn=None, args=(), kwargs={})
+        state.attempt_number = attempt
+        return timedelta(seconds=wait(state))
+
+
+async def call_with_immediate_retries(
+    call: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    budget: float,
+    on_retry: Callable[[BaseException], None] | None = None,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> T:
+    """Await ``call()``; retry transient failures up to ``policy.immediate_attempts`` times.
+
+    Args:
+        call: The handler invocation.
+        policy: Backoff settings.
+        budget: Seconds left for this message; no retry starts whose backoff would end
+            past it.
+        on_retry: Called with the error before each retry (counting, logging).
+        keep_going: Checked before each retry; ``False`` (e.g. the lock was lost) stops.
+
+    Raises:
+        The last error, unchanged, when retries are used up or it is not transient.
+    """
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            if error is not None:
+                on_retry(error)
+
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(policy.immediate_attempts + 1) | stop_before_delay(budget),
+        wait=wait_exponential_jitter(
+            multiplier=policy.immediate_initial_delay,
+            max=policy.immediate_max_delay,
+            jitter=policy.immediate_initial_delay,
+        ),
+        retry=retry_if_exception(lambda error: is_transient(error) and keep_going()),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return await retrying(call)
+
+
+@dataclass(frozen=True)
+class RetryState:
+    """Where a message is on the ladder, read from its application properties.
+
+    Attributes:
+        attempt: 0 for the original message, n for the n-th re-send.
+        first_failed_at: When the first attempt failed (aware UTC), if it has.
+        original_message_id: Message id of the first message of the ladder.
+    """
+
+    attempt: int = 0
+    first_failed_at: datetime | None = None
+    original_message_id: str | None = None
+
+    @classmethod
+    def from_properties(
+        cls, properties: Mapping[str, Any] | None, message_id: str | None
+    ) -> "RetryState":
+        properties = properties or {}
+        attempt = properties.get(RETRY_ATTEMPT, 0)
+        first = properties.get(RETRY_FIRST_FAILED_AT)
+        try:
+            first_failed_at = datetime.fromisoformat(first) if isinstance(first, str) else None
+        except ValueError:
+            first_failed_at = None
+        original = properties.get(RETRY_ORIGINAL_MESSAGE_ID)
+        return cls(
+            attempt=attempt if isinstance(attempt, int) and attempt >= 0 else 0,
+            first_failed_at=first_failed_at,
+            original_message_id=str(original) if original else message_id,
+        )
+
+    def next(self, now: datetime, error: BaseException) -> dict[str, Any]:
+        """Application properties for the next re-send."""
+        return {
+            RETRY_ATTEMPT: self.attempt + 1,
+            RETRY_FIRST_FAILED_AT: (self.first_failed_at or now).astimezone(UTC).isoformat(),
+            RETRY_LAST_ERROR: describe(error)[:256],
+            RETRY_ORIGINAL_MESSAGE_ID: self.original_message_id or "",
+        }
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Re-send the message at ``at`` (aware UTC) with ``properties`` and ``message_id``."""
+
+    at: datetime
+    message_id: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """Give the message back to Service Bus (delivery count + 1)."""
+
+    why: str
+
+
+Decision = DeadLetter | Schedule | Abandon
+
+
+def describe(error: BaseException) -> str:
+    """``TypeName: message`` on one line."""
+    text = " ".join(str(error).split()) or "(no message)"
+    return f"{type(error).__name__}: {text}"
+
+
+def decide(
+    error: BaseException,
+    *,
+    policy: RetryPolicy,
+    state: RetryState,
+    event_id: str,
+    delivery_count: int,
+    max_delivery_count: int,
+    now: datetime | None = None,
+) -> Decision:
+    """What to do with a message whose handling failed with ``error``.
+
+    Args:
+        error: The last error (after immediate retries).
+        policy: The handler's policy.
+        state: The message's place on the ladder.
+        event_id: The envelope id (re-send message ids derive from it).
+        delivery_count: The message's delivery count (0 on first delivery).
+        max_delivery_count: The queue's MaxDeliveryCount.
+        now: Current time (aware UTC); defaults to the clock.
+    """
+    now = now or datetime.now(UTC)
+    if isinstance(error, PermanentError | ContractViolation):
+        return DeadLetter(str(error.reason), error.description[:DESCRIPTION_LIMIT])
+    tried = state.attempt + 1
+    since = (state.first_failed_at or now).astimezone(UTC).isoformat(timespec="seconds")
+    exhausted = DeadLetter(
+        DeadLetterReason.MAX_RETRIES_EXCEEDED.value,
+        f"{tried} attempt(s) since {since}; last error: {describe(error)}"[:DESCRIPTION_LIMIT],
+    )
+    if policy.delayed_attempts == 0:
+        return fallback(exhausted, delivery_count, max_delivery_count)
+    if state.attempt >= policy.delayed_attempts:
+        return exhausted
+    attempt = state.attempt + 1
+    at = now + policy.delayed_backoff(attempt)
+    if isinstance(error, TransientError) and error.retry_after:
+        at = max(at, now + timedelta(seconds=error.retry_after))
+    return Schedule(at, f"{event_id}:retry:{attempt}", state.next(now, error))
+
+
+def fallback(exhausted: DeadLetter, delivery_count: int, max_delivery_count: int) -> Decision:
+    """Abandon, unless that delivery would reach MaxDeliveryCount: then ``exhausted``."""
+    if delivery_count + 1 >= max_delivery_count:
+        return exhausted
+    return Abandon("retry through redelivery")

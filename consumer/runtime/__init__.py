@@ -1,0 +1,8 @@
+"""The worker runtime: receivers, concurrency, lock renewal, settlement, shutdown.
+
+* :mod:`consumer.runtime.channel` -- one SDK receiver/sender with all calls serialised
+  (the SDK's clients are not coroutine-safe) and recreation on link loss or silence.
+* :mod:`consumer.runtime.processor` -- per queue: receive, run handlers concurrently,
+  renew locks, apply the retry ladder, settle.
+* :mod:`consumer.runtime.worker` -- all queues, graceful shutdown.
+"""

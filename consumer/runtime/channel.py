@@ -1,0 +1,155 @@
+"""One SDK receiver or sender, with every call serialised.
+
+The SDK documents that ``ServiceBusReceiver`` and ``ServiceBusSender`` are not
+coroutine-safe ("Thread safety" in the azure-servicebus README): the async pyamqp
+receiver shares one connection, link state and delivery-tag set between
+``receive_messages``, settlement (which sends an unsettled disposition and pumps the
+connection until the service echoes the outcome) and lock renewal (a management
+request/response). So handlers run concurrently, but every call on one receiver takes the
+channel's lock; FIFO waiters keep a settlement from starving behind repeated receives.
+We renew locks ourselves through the same lock instead of ``AutoLockRenewer``, which
+would call the receiver from its own task.
+"""
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+)
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+
+logger = logging.getLogger(__name__)
+
+
+class ReceiverChannel:
+    """A peek-lock receiver on one queue.
+
+    Args:
+        client: The process's client.
+        queue: Queue name.
+        prefetch_count: SDK prefetch (0 = off). Prefetched messages are locked while
+            they wait in the buffer, so keep it below what can be processed within the
+            lock duration. See
+            https://learn.microsoft.com/azure/service-bus-messaging/service-bus-prefetch
+        generation: Increases each time the queue's receiver is recreated.
+    """
+
+    def __init__(
+        self, client: ServiceBusClient, queue: str, *, prefetch_count: int, generation: int
+    ) -> None:
+        self.queue = queue
+        self.generation = generation
+        self._lock = asyncio.Lock()
+        self._receiver: ServiceBusReceiver = client.get_queue_receiver(
+            queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch_count
+        )
+        self.opened = False
+        self.closed = False
+        self.broken = False
+        """Set after a receive error: the link is suspect, recreate the channel."""
+        self.last_message_at = time.monotonic()
+
+    async def open(self) -> None:
+        """Attach the link (CBS auth + receiver link).
+
+        Raises:
+            azure.servicebus.exceptions.ServiceBusError: e.g. ``MessagingEntityNotFoundError``.
+        """
+        async with self._lock:
+            await self._receiver.__aenter__()
+            self.opened = True
+
+    async def receive(
+        self, max_message_count: int, max_wait_time: float
+    ) -> list[ServiceBusReceivedMessage]:
+        async with self._lock:
+            messages = await self._receiver.receive_messages(
+                max_message_count=max_message_count, max_wait_time=max_wait_time
+            )
+        if messages:
+            self.last_message_at = time.monotonic()
+        return messages
+
+    async def complete(self, message: ServiceBusReceivedMessage) -> None:
+        async with self._lock:
+            await self._receiver.complete_message(message)
+
+    async def abandon(self, message: ServiceBusReceivedMessage) -> None:
+        async with self._lock:
+            await self._receiver.abandon_message(message)
+
+    async def dead_letter(
+        self, message: ServiceBusReceivedMessage, reason: str, description: str
+    ) -> None:
+        async with self._lock:
+            await self._receiver.dead_letter_message(
+                message, reason=reason, error_description=description
+            )
+
+    async def renew_lock(self, message: ServiceBusReceivedMessage) -> datetime:
+        """Renew the message's lock; returns the new ``locked_until_utc``."""
+        async with self._lock:
+            return await self._receiver.renew_message_lock(message)
+
+    async def close(self) -> None:
+        """Detach (the SDK releases prefetched, unprocessed messages). Never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        async with self._lock:
+            try:
+                await self._receiver.close()
+            except Exception as exc:
+                logger.info("closing receiver on %s: %r", self.queue, exc)
+
+
+class SenderChannel:
+    """A sender to one queue, opened lazily, calls serialised.
+
+    Args:
+        client: The process's client.
+        queue: Queue name.
+    """
+
+    def __init__(self, client: ServiceBusClient, queue: str) -> None:
+        self._client = client
+        self.queue = queue
+        self._lock = asyncio.Lock()
+        self._sender: ServiceBusSender | None = None
+
+    async def schedule(self, message: ServiceBusMessage, at: datetime) -> int:
+        """Schedule ``message`` for ``at`` (aware UTC); returns its sequence number.
+
+        Uses the ``schedule-message`` management operation
+        (https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing#scheduled-messages).
+        """
+        async with self._lock:
+            if self._sender is None:
+                self._sender = self._client.get_queue_sender(self.queue)
+            try:
+                [sequence_number] = await self._sender.schedule_messages(message, at)
+            except Exception:
+                # Start from a fresh link next time.
+                sender, self._sender = self._sender, None
+                await _close_quietly(sender)
+                raise
+            return sequence_number
+
+    async def close(self) -> None:
+        async with self._lock:
+            sender, self._sender = self._sender, None
+            await _close_quietly(sender)
+
+
+async def _close_quietly(sender: ServiceBusSender | None) -> None:
+    if sender is None:
+        return
+    try:
+        await sender.close()
+    except Exception as exc:
+        logger.info("closing sender: %r", exc)

@@ -1,0 +1,136 @@
+"""Consumer settings, read once per process from ``CONSUMER_*`` environment variables.
+
+Nested values (retry policies) use ``__``: ``CONSUMER_EMAIL_RETRY__DELAYED_ATTEMPTS=3``,
+or JSON: ``CONSUMER_EMAIL_RETRY='{"delayed_attempts": 3}'``. Durations are seconds
+unless the field is a ``timedelta`` (seconds or ISO-8601, e.g. ``PT10M``).
+"""
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.servicebus import ServiceBusConnection
+from common.telemetry import TelemetrySettings
+from consumer.retry import RetryPolicy
+
+
+class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
+    """Everything the consumer reads from its environment.
+
+    Attributes:
+        audit_queue: Queue of audit events.
+        notifications_queue: Queue of notifications.
+        audit_store_url: SQLAlchemy async URL of the consumer's database (audit chain,
+            inbox, delivery records): SQLite file by default,
+            ``postgresql+asyncpg://user@host/db`` for PostgreSQL.
+        delivery_store_url: Database for delivery records, if not the audit store's.
+        delivery_log_path: JSON-lines file that gets one line per delivered notification
+            (``event_id``, ``channel``, ``recipient``, ``subject``, ``priority``,
+            ``accepted_at``, ``delivered_at``); empty string disables it.
+        delivery_mode: ``log`` records deliveries without sending (local runs, demo);
+            ``live`` sends e-mail over SMTP and webhooks over HTTPS.
+        max_message_count: Most messages asked for per receive call.
+        max_wait_time: Seconds a receive call waits while the queue's handlers are idle.
+        busy_wait_time: Seconds a receive call waits while handlers run.
+        prefetch_count: Default SDK prefetch per receiver (0 = off).
+        audit_concurrency / notifications_concurrency: Messages processed at once.
+        audit_prefetch_count / notifications_prefetch_count: Per-queue prefetch
+            (default ``prefetch_count``).
+        audit_max_delivery_count / notifications_max_delivery_count: The queues'
+            MaxDeliveryCount (keep equal to the entity's; the retry ladder uses it).
+        max_processing_time: Seconds a message may be worked on, lock renewal included.
+        receiver_recycle_after_idle: Seconds without a message after which a receiver is
+            recreated (0 = never).
+        shutdown_grace_period: Seconds from SIGTERM to exit: in-flight handlers finish
+            or are cancelled and abandoned. Keep below the platform's (Container Apps
+            gives 30 s).
+        audit_retry / email_retry / webhook_retry: Retry ladder per handler.
+        inbox_retention: How long idempotency records are kept; at least
+            ``duplicate_detection_window``.
+        duplicate_detection_window: The queues' DuplicateDetectionHistoryTimeWindow.
+        email_from: From address of notification e-mails.
+        smtp_host / smtp_port: SMTP server.
+        smtp_starttls: ``true`` requires STARTTLS, ``false`` never, unset upgrades when
+            the server offers it.
+        smtp_use_tls: Implicit TLS (port 465).
+        smtp_username / smtp_password: SMTP AUTH credentials, if any.
+        smtp_timeout: Seconds per SMTP operation.
+        smtp_validate_certs: Verify the server's certificate.
+        webhook_secret: Signing secret (``whsec_<base64>`` or any string); required in
+            ``live`` mode.
+        webhook_timeout: Seconds for a webhook request.
+        webhook_allow_http: Allow plain ``http://`` URLs (tests, local receivers).
+        webhook_allow_private_networks: Allow loopback, private and link-local targets.
+        template_dir: Extra template directory searched before the built-in one.
+        health_host / health_port: Probe endpoint bind address; port 0 disables it.
+        (telemetry and logging fields: see ``common.telemetry.TelemetrySettings``)
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONSUMER_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    audit_queue: str = "audit"
+    notifications_queue: str = "notifications"
+    audit_store_url: str = "sqlite+aiosqlite:///audit.db"
+    delivery_store_url: str | None = None
+    delivery_log_path: Path | None = Path("notifications.jsonl")
+    delivery_mode: Literal["log", "live"] = "log"
+
+    max_message_count: int = Field(default=50, ge=1, le=1000)
+    max_wait_time: float = Field(default=2.0, gt=0)
+    busy_wait_time: float = Field(default=0.2, gt=0)
+    prefetch_count: int = Field(default=0, ge=0)
+    audit_concurrency: int = Field(default=8, ge=1, le=1000)
+    notifications_concurrency: int = Field(default=16, ge=1, le=1000)
+    audit_prefetch_count: int | None = Field(default=None, ge=0)
+    notifications_prefetch_count: int | None = Field(default=None, ge=0)
+    audit_max_delivery_count: int = Field(default=10, ge=1)
+    notifications_max_delivery_count: int = Field(default=10, ge=1)
+    max_processing_time: float = Field(default=300.0, gt=0)
+    receiver_recycle_after_idle: float = Field(default=300.0, ge=0)
+    shutdown_grace_period: float = Field(default=25.0, gt=0)
+
+    audit_retry: RetryPolicy = RetryPolicy()
+    email_retry: RetryPolicy = RetryPolicy()
+    webhook_retry: RetryPolicy = RetryPolicy()
+    inbox_retention: timedelta = timedelta(days=7)
+    duplicate_detection_window: timedelta = timedelta(minutes=10)
+
+    email_from: str = "notifications@example.com"
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_starttls: bool | None = None
+    smtp_use_tls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=10.0, gt=0)
+    smtp_validate_certs: bool = True
+
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_allow_http: bool = False
+    webhook_allow_private_networks: bool = False
+
+    template_dir: Path | None = None
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=8081, ge=0, le=65535)
+
+    @field_validator("delivery_log_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.inbox_retention < self.duplicate_detection_window:
+            raise ValueError(
+                "inbox_retention must be at least duplicate_detection_window, or a "
+                "redelivered duplicate could be processed twice"
+            )
+        if self.delivery_mode == "live" and self.webhook_secret is None:
+            raise ValueError("webhook_secret is required when delivery_mode is live")
+        return self

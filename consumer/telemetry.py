@@ -1,0 +1,169 @@
+"""Consumer spans and metrics (OpenTelemetry messaging semantic conventions).
+
+Spans: one ``process <queue>`` span of kind CONSUMER per delivery, whose parent is the
+context the producer put on the message (``traceparent``, else ``Diagnostic-Id``), so
+HTTP request, publish and processing form one trace; delayed retries keep the original
+properties and therefore join the same trace. Store and webhook work appears as child
+spans through the SQLAlchemy and httpx instrumentations; SMTP gets its own span.
+
+Metrics (``messaging.*`` names from the conventions where one exists):
+
+* ``messaging.process.duration`` (histogram, s) by queue and outcome;
+* ``messaging.client.consumed.messages`` (counter) by queue;
+* ``servicebus_events.consumer.outcomes`` (counter) by queue, outcome and
+  dead-letter reason (completed, duplicate, retry_scheduled, immediate_retry,
+  dead_lettered, abandoned);
+* ``servicebus_events.event.end_to_end.duration`` (histogram, s): event ``time``
+  (acceptance) to handler completion;
+* ``servicebus_events.consumer.lock.renewals`` / ``...locks.lost`` (counters).
+
+Counters are observed from :class:`consumer.runtime.stats.WorkerStats`, the one record of
+outcomes the ``/status`` page also shows, so the two never disagree.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from azure.servicebus import ServiceBusReceivedMessage
+from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from common import messaging as sem
+from consumer.runtime.stats import QueueStats, WorkerStats
+
+tracer = trace.get_tracer("servicebus_events.consumer")
+meter = metrics.get_meter("servicebus_events.consumer")
+
+_process_duration = meter.create_histogram(
+    "messaging.process.duration", unit="s", description="Time to process one delivery"
+)
+_end_to_end = meter.create_histogram(
+    "servicebus_events.event.end_to_end.duration",
+    unit="s",
+    description="From event acceptance by the producer to handler completion",
+)
+
+
+@contextmanager
+def process_span(queue: str, message: ServiceBusReceivedMessage) -> Iterator[Span]:
+    """The CONSUMER span of one delivery, parented on the producer's context."""
+    parent = sem.context_from_properties(message.application_properties)
+    attributes: dict[str, str | int] = {
+        sem.SYSTEM: sem.MESSAGING_SYSTEM,
+        sem.DESTINATION: queue,
+        sem.OPERATION_NAME: "process",
+        sem.OPERATION_TYPE: "process",
+        sem.MESSAGE_ID: str(message.message_id),
+        sem.DELIVERY_COUNT: message.delivery_count or 0,
+    }
+    if message.correlation_id:
+        attributes[sem.CONVERSATION_ID] = str(message.correlation_id)
+    with tracer.start_as_current_span(
+        f"process {queue}",
+        context=parent,
+        kind=SpanKind.CONSUMER,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=True,
+    ) as span:
+        yield span
+
+
+def record_processed(
+    span: Span, queue: str, outcome: str, started: float, reason: str | None = None
+) -> None:
+    """Close out a delivery: outcome on the span, and its processing time.
+
+    Args:
+        span: The delivery's process span.
+        queue: Queue name.
+        outcome: ``complete``, ``dead_letter``, ``retry_scheduled``, ``abandon`` or
+            ``lock_lost``.
+        started: ``time.monotonic()`` when processing began.
+        reason: Dead-letter reason, when dead-lettered.
+    """
+    span.set_attribute(sem.DISPOSITION, outcome)
+    attributes = {sem.DESTINATION: queue, "outcome": outcome}
+    if reason:
+        span.set_attribute("messaging.servicebus.dead_letter_reason", reason)
+        span.set_status(Status(StatusCode.ERROR, reason))
+        attributes[sem.ERROR_TYPE] = reason
+    elif outcome != "complete":
+        span.set_status(Status(StatusCode.ERROR, outcome))
+    _process_duration.record(time.monotonic() - started, attributes)
+
+
+def record_end_to_end(queue: str, event_type: str, accepted_at: datetime) -> None:
+    """Record the time from event acceptance (envelope ``time``, UTC) to now."""
+    seconds = (datetime.now(UTC) - accepted_at).total_seconds()
+    _end_to_end.record(max(seconds, 0.0), {sem.DESTINATION: queue, "event.type": event_type})
+
+
+_observed: list[WorkerStats] = []
+
+
+def observe_stats(stats: WorkerStats) -> None:
+    """Publish ``stats`` through the observable counters.
+
+    The instruments are created once per process (a second registration under the same
+    name would be ignored by the SDK); each worker's stats are added to what they report.
+    """
+    if not _observed:
+        _create_observable_counters()
+    _observed.append(stats)
+
+
+def _queues() -> Iterator[tuple[str, QueueStats]]:
+    for stats in _observed:
+        yield from stats.queues.items()
+
+
+def _consumed(_: CallbackOptions) -> Iterable[Observation]:
+    for queue, s in _queues():
+        yield Observation(s.received, {sem.DESTINATION: queue, sem.SYSTEM: sem.MESSAGING_SYSTEM})
+
+
+def _outcomes(_: CallbackOptions) -> Iterable[Observation]:
+    for queue, s in _queues():
+        plain = {
+            # A delayed retry completes the original too; count it once, as a retry.
+            "completed": max(s.completed - s.duplicates - s.retries_scheduled, 0),
+            "duplicate": s.duplicates,
+            "retry_scheduled": s.retries_scheduled,
+            "immediate_retry": s.immediate_retries,
+            "abandoned": s.abandoned,
+        }
+        for outcome, value in plain.items():
+            yield Observation(value, {sem.DESTINATION: queue, "outcome": outcome})
+        for reason, value in s.dead_lettered.items():
+            yield Observation(
+                value, {sem.DESTINATION: queue, "outcome": "dead_lettered", sem.ERROR_TYPE: reason}
+            )
+
+
+def _renewals(_: CallbackOptions) -> Iterable[Observation]:
+    for queue, s in _queues():
+        yield Observation(s.lock_renewals, {sem.DESTINATION: queue})
+
+
+def _locks_lost(_: CallbackOptions) -> Iterable[Observation]:
+    for queue, s in _queues():
+        yield Observation(s.locks_lost, {sem.DESTINATION: queue})
+
+
+def _create_observable_counters() -> None:
+    meter.create_observable_counter(
+        "messaging.client.consumed.messages", [_consumed], unit="{message}"
+    )
+    meter.create_observable_counter(
+        "servicebus_events.consumer.outcomes", [_outcomes], unit="{message}"
+    )
+    meter.create_observable_counter(
+        "servicebus_events.consumer.lock.renewals", [_renewals], unit="{renewal}"
+    )
+    meter.create_observable_counter(
+        "servicebus_events.consumer.locks.lost", [_locks_lost], unit="{lock}"
+    )
