@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# Consumer image: asyncio worker (`python -m consumer`), only the consumer's dependencies.
+# Build from the repository root:
+#   docker build -f docker/consumer.Dockerfile -t servicebus-events/consumer .
+
+# --- build: install the package with the `consumer` extra into a virtual environment ---
+# Base image pinned to a Python patch release on Debian 12 (bookworm); bump both stages
+# together, deliberately.
+FROM python:3.11.14-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY contracts ./contracts
+COPY common ./common
+COPY consumer ./consumer
+RUN /opt/venv/bin/pip install --no-cache-dir ".[consumer]"
+
+# --- runtime: the virtual environment and a non-root user, nothing else ---
+FROM python:3.11.14-slim-bookworm AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    CONSUMER_HEALTH_PORT=8081
+# Fixed uid/gid so volume permissions are predictable; the working directory is the only
+# writable path (default SQLite audit store, notification delivery log).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /var/lib/servicebus-events \
+       --shell /usr/sbin/nologin app \
+    && install --directory --owner=app --group=app --mode=0750 /var/lib/servicebus-events
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /var/lib/servicebus-events
+USER 10001:10001
+# Health endpoints only; the worker accepts no other traffic.
+EXPOSE 8081
+# Docker / Compose use this; Azure Container Apps ignores it and uses the probes in
+# infra/modules/consumer-app.bicep (same endpoint).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('CONSUMER_HEALTH_PORT', '8081'), timeout=4)"]
+# SIGTERM (the platform's stop signal) lets the worker finish in-flight messages.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["python", "-m", "consumer"]

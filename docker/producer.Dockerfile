@@ -1,0 +1,40 @@
+# syntax=docker/dockerfile:1
+# Producer image: FastAPI app (`python -m producer`), only the producer's dependencies.
+# Build from the repository root:
+#   docker build -f docker/producer.Dockerfile -t servicebus-events/producer .
+
+# --- build: install the package with the `producer` extra into a virtual environment ---
+# Base image pinned to a Python patch release on Debian 12 (bookworm); bump both stages
+# together, deliberately.
+FROM python:3.11.14-slim-bookworm AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY contracts ./contracts
+COPY common ./common
+COPY producer ./producer
+RUN /opt/venv/bin/pip install --no-cache-dir ".[producer]"
+
+# --- runtime: the virtual environment and a non-root user, nothing else ---
+FROM python:3.11.14-slim-bookworm AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PRODUCER_PORT=8000
+# Fixed uid/gid so volume permissions are predictable; the working directory is the only
+# writable path (default SQLite outbox file).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /var/lib/servicebus-events \
+       --shell /usr/sbin/nologin app \
+    && install --directory --owner=app --group=app --mode=0750 /var/lib/servicebus-events
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /var/lib/servicebus-events
+USER 10001:10001
+EXPOSE 8000
+# Docker / Compose use this; Azure Container Apps ignores it and uses the probes in
+# infra/modules/producer-app.bicep (same endpoint).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PRODUCER_PORT', '8000'), timeout=4)"]
+ENTRYPOINT ["python", "-m", "producer"]

@@ -1,0 +1,1 @@
+"""Project-specific checkov checks for the Bicep templates (loaded with --external-checks-dir)."""
