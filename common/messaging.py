@@ -34,6 +34,11 @@ TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 DIAGNOSTIC_ID = "Diagnostic-Id"
 
+TRACE_KEYS: dict[str, bytes] = {
+    name: name.encode() for name in (TRACEPARENT, TRACESTATE, DIAGNOSTIC_ID)
+}
+"""Trace property names as the SDK encodes them (``bytes``)."""
+
 _W3C = TraceContextTextMapPropagator()
 
 
@@ -44,14 +49,19 @@ def current_trace_headers(context: otel_context.Context | None = None) -> dict[s
     return carrier
 
 
-def trace_properties(headers: Mapping[str, str]) -> dict[str, str]:
-    """Application properties to put on a message for stored W3C ``headers``."""
-    properties: dict[str, str] = {}
+def trace_properties(headers: Mapping[str, str]) -> dict[str | bytes, str]:
+    """Application properties to put on a message for stored W3C ``headers``.
+
+    Keys are ``bytes``, as the SDK writes them: its own send tracing only *adds* these
+    properties where absent (``setdefault`` on ``b"traceparent"``), so ours -- the
+    event's creation context -- must use the same keys to win.
+    """
+    properties: dict[str | bytes, str] = {}
     if traceparent := headers.get(TRACEPARENT):
-        properties[TRACEPARENT] = traceparent
-        properties[DIAGNOSTIC_ID] = traceparent
+        properties[TRACE_KEYS[TRACEPARENT]] = traceparent
+        properties[TRACE_KEYS[DIAGNOSTIC_ID]] = traceparent
         if tracestate := headers.get(TRACESTATE):
-            properties[TRACESTATE] = tracestate
+            properties[TRACE_KEYS[TRACESTATE]] = tracestate
     return properties
 
 
@@ -89,6 +99,7 @@ __all__ = [
     "SYSTEM",
     "TRACEPARENT",
     "TRACESTATE",
+    "TRACE_KEYS",
     "context_from_properties",
     "current_trace_headers",
     "trace_properties",

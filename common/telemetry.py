@@ -148,7 +148,7 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
         from azure.monitor.opentelemetry import configure_azure_monitor
 
         configure_azure_monitor(resource=resource, logger_name=None)
-        _enable_azure_sdk_tracing()
+        enable_azure_sdk_tracing()
         _instrument_libraries()
         return telemetry
 
@@ -162,7 +162,7 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
     meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
     metrics.set_meter_provider(meter_provider)
     telemetry._shutdown.extend([tracer_provider.shutdown, meter_provider.shutdown])
-    _enable_azure_sdk_tracing()
+    enable_azure_sdk_tracing()
     _instrument_libraries()
     logger.info("telemetry: exporting with %s", exporter)
     return telemetry
@@ -192,7 +192,7 @@ def _exporters(
     return ConsoleSpanExporter(out=sys.stderr), ConsoleMetricExporter(out=sys.stderr)
 
 
-def _enable_azure_sdk_tracing() -> None:
+def enable_azure_sdk_tracing() -> None:
     """Let azure-servicebus emit its own spans (send, receive, settle) into our provider.
 
     Its send path also stamps ``traceparent``/``Diagnostic-Id`` on each message, but only

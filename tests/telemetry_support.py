@@ -10,6 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from common.telemetry import enable_azure_sdk_tracing
+
 
 @dataclass
 class Collected:
@@ -54,6 +56,9 @@ def in_memory_telemetry() -> Collected:
         instrumentor = LoggingInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(set_logging_format=False, inject_trace_context=True)
+        # The SDK's own tracing on, as in production: its send path must not replace the
+        # context we put on messages.
+        enable_azure_sdk_tracing()
         _collected = Collected(spans, reader)
     _collected.spans.clear()
     return _collected

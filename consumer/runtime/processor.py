@@ -27,6 +27,7 @@ from azure.servicebus.exceptions import (
 )
 from tenacity import wait_exponential_jitter
 
+from common.messaging import TRACE_KEYS
 from consumer import telemetry
 from consumer.errors import ConsumerDeadLetterReason, DeliverLater
 from consumer.retry import (
@@ -528,7 +529,8 @@ def _copy_message(
         name = str(_text(key))
         if name in RETRY_PROPERTIES or name in _DEAD_LETTER_PROPERTIES:
             continue
-        kept[name] = value
+        # Trace keys stay bytes: the SDK's send tracing only adds them where absent.
+        kept[TRACE_KEYS.get(name, name)] = value
     kept.update(properties)
     if message.body_type == AmqpMessageBodyType.DATA:
         body: bytes | str = b"".join(message.body)

@@ -108,11 +108,12 @@ async def test_retried_event_attempts_share_one_trace(
     await send(sb, AUDIT_QUEUE, message)
 
     def attempts() -> list[dict[str, object]]:
-        return [
-            dict(s.attributes or {})
+        spans = [
+            s
             for s in collected.finished(f"process {AUDIT_QUEUE}")
             if format(s.context.trace_id, "032x") == trace_id
         ]
+        return [dict(s.attributes or {}) for s in sorted(spans, key=lambda s: s.start_time or 0)]
 
     async def retried_and_done() -> bool:
         return len(attempts()) == 2
