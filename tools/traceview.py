@@ -90,9 +90,13 @@ def trace_of(spans: list[Span], event_id: str | None) -> list[Span]:
         typer.BadParameter: no span mentions the event.
     """
 
+    served = {s.trace_id for s in spans if s.kind == "SpanKind.SERVER"}
+
     def mentions(span: Span) -> bool:
+        if event_id is None:  # the latest event that came in over HTTP and was processed
+            return span.kind == "SpanKind.CONSUMER" and span.trace_id in served
         values = (span.attributes.get("messaging.message.id"), span.attributes.get("event.id"))
-        return event_id in values if event_id else span.kind == "SpanKind.CONSUMER"
+        return event_id in values
 
     matching = sorted((s for s in spans if mentions(s)), key=lambda s: s.end)
     if not matching:
