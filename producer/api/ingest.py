@@ -7,7 +7,7 @@ published after the response. ``Idempotency-Key`` makes a request safe to retry.
 from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Header, Request, Response, status
 from pydantic import BaseModel
 
 from contracts import AuditEvent, NotificationEvent
@@ -21,7 +21,7 @@ from producer.api.schemas import (
 from producer.auth import Principal, PrincipalDep
 from producer.idempotency import IdempotencyKey, fingerprint, valid_key
 from producer.problems import Problem, problem_responses
-from producer.publisher import AcceptedEvent, EventPublisher, Submission
+from producer.publisher import AcceptedEvent, Submission
 
 router = APIRouter(tags=["events"])
 
@@ -79,32 +79,55 @@ def _accepted(item: AcceptedEvent) -> Accepted:
     )
 
 
-async def _ingest(
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-    publisher: EventPublisher,
-    principal: Principal,
-    events: Sequence[AuditEvent | NotificationEvent],
-    correlation_id: str | None,
-    idempotency_key: str | None,
-) -> list[Accepted]:
-    operation = f"{request.method} {request.url.path}"
-    idempotency = _idempotency(principal, idempotency_key, operation, events)
-    submissions = [
-        Submission(
-            publisher.envelope(event, source=principal.source, correlation_id=correlation_id)
+class Ingest:
+    """What every ingestion route needs from its request; call it with the events.
+
+    A class dependency so the four routes declare only their body: FastAPI resolves the
+    request, the caller, the publisher and the two headers once, here.
+    """
+
+    def __init__(
+        self,
+        request: Request,
+        response: Response,
+        background: BackgroundTasks,
+        publisher: PublisherDep,
+        principal: PrincipalDep,
+        correlation_id: CorrelationId = None,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> None:
+        self._request = request
+        self._response = response
+        self._background = background
+        self._publisher = publisher
+        self._principal = principal
+        self._correlation_id = correlation_id
+        self._idempotency_key = idempotency_key
+
+    async def __call__(self, events: Sequence[AuditEvent | NotificationEvent]) -> list[Accepted]:
+        """Commit ``events`` (all or none); one accepted event also gets ``Location``."""
+        operation = f"{self._request.method} {self._request.url.path}"
+        idempotency = _idempotency(self._principal, self._idempotency_key, operation, events)
+        publisher = self._publisher
+        submissions = [
+            Submission(
+                publisher.envelope(
+                    event, source=self._principal.source, correlation_id=self._correlation_id
+                )
+            )
+            for event in events
+        ]
+        accepted = await publisher.publish_many(
+            submissions, background=self._background, idempotency=idempotency
         )
-        for event in events
-    ]
-    accepted = await publisher.publish_many(
-        submissions, background=background, idempotency=idempotency
-    )
-    if accepted and accepted[0].replayed:
-        response.headers["Idempotent-Replayed"] = "true"
-    if len(accepted) == 1:
-        response.headers["Location"] = f"/v1/events/{accepted[0].id}"
-    return [_accepted(a) for a in accepted]
+        if accepted and accepted[0].replayed:
+            self._response.headers["Idempotent-Replayed"] = "true"
+        if len(accepted) == 1:
+            self._response.headers["Location"] = f"/v1/events/{accepted[0].id}"
+        return [_accepted(a) for a in accepted]
+
+
+IngestDep = Annotated[Ingest, Depends()]
 
 
 @router.post(
@@ -113,28 +136,10 @@ async def _ingest(
     summary="Record an audit event",
     responses=_RESPONSES,
 )
-async def post_audit_event(
-    event: AuditEvent,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-    publisher: PublisherDep,
-    principal: PrincipalDep,
-    correlation_id: CorrelationId = None,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Accepted:
+async def post_audit_event(event: AuditEvent, ingest: IngestDep) -> Accepted:
     """Commit an audit event to the outbox; it is published to the audit queue after the
     response. ``Location`` points at its status."""
-    [accepted] = await _ingest(
-        request,
-        response,
-        background,
-        publisher,
-        principal,
-        [event],
-        correlation_id,
-        idempotency_key,
-    )
+    [accepted] = await ingest([event])
     return accepted
 
 
@@ -144,29 +149,10 @@ async def post_audit_event(
     summary="Record up to 100 audit events at once",
     responses=_RESPONSES,
 )
-async def post_audit_events(
-    batch: AuditEventBatch,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-    publisher: PublisherDep,
-    principal: PrincipalDep,
-    correlation_id: CorrelationId = None,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> AcceptedBatch:
+async def post_audit_events(batch: AuditEventBatch, ingest: IngestDep) -> AcceptedBatch:
     """All or nothing: one invalid event rejects the batch (422 naming it by index, e.g.
     ``["body", "events", 3, "actor"]``); otherwise all are committed in one transaction."""
-    accepted = await _ingest(
-        request,
-        response,
-        background,
-        publisher,
-        principal,
-        batch.events,
-        correlation_id,
-        idempotency_key,
-    )
-    return AcceptedBatch(events=accepted)
+    return AcceptedBatch(events=await ingest(batch.events))
 
 
 @router.post(
@@ -175,29 +161,11 @@ async def post_audit_events(
     summary="Request a notification",
     responses=_RESPONSES,
 )
-async def post_notification(
-    event: NotificationEvent,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-    publisher: PublisherDep,
-    principal: PrincipalDep,
-    correlation_id: CorrelationId = None,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> Accepted:
+async def post_notification(event: NotificationEvent, ingest: IngestDep) -> Accepted:
     """Commit a notification to the outbox; it is published to the notifications queue
     after the response, or scheduled for its ``deliver_at`` (cancel it with
     ``DELETE /v1/notifications/{id}`` until then)."""
-    [accepted] = await _ingest(
-        request,
-        response,
-        background,
-        publisher,
-        principal,
-        [event],
-        correlation_id,
-        idempotency_key,
-    )
+    [accepted] = await ingest([event])
     return accepted
 
 
@@ -207,25 +175,6 @@ async def post_notification(
     summary="Request up to 100 notifications at once",
     responses=_RESPONSES,
 )
-async def post_notifications(
-    batch: NotificationBatch,
-    request: Request,
-    response: Response,
-    background: BackgroundTasks,
-    publisher: PublisherDep,
-    principal: PrincipalDep,
-    correlation_id: CorrelationId = None,
-    idempotency_key: IdempotencyKeyHeader = None,
-) -> AcceptedBatch:
+async def post_notifications(batch: NotificationBatch, ingest: IngestDep) -> AcceptedBatch:
     """All or nothing, like ``POST /v1/audit-events:batch``."""
-    accepted = await _ingest(
-        request,
-        response,
-        background,
-        publisher,
-        principal,
-        batch.events,
-        correlation_id,
-        idempotency_key,
-    )
-    return AcceptedBatch(events=accepted)
+    return AcceptedBatch(events=await ingest(batch.events))
