@@ -44,6 +44,7 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
+from consumer.messages import DEAD_LETTER_PROPERTIES, copy_for_resend, text_properties
 from consumer.retry import RETRY_PROPERTIES
 
 REPLAYED_FROM = "replayedFromSequenceNumber"
@@ -51,7 +52,7 @@ REPLAYED_REASON = "replayedDeadLetterReason"
 REPLAYED_DESCRIPTION = "replayedDeadLetterDescription"
 REPLAYED_AT = "replayedAt"
 REPLAY_COUNT = "replayCount"
-_DROPPED = {*RETRY_PROPERTIES, "DeadLetterReason", "DeadLetterErrorDescription"}
+_DROPPED = {*RETRY_PROPERTIES, *DEAD_LETTER_PROPERTIES}
 
 Progress = Callable[[int], None]
 """Called with the number of messages just handled (for progress bars)."""
@@ -154,7 +155,7 @@ class Outcome:
 
 def describe_message(message: ServiceBusReceivedMessage) -> DeadLetter:
     """A :class:`DeadLetter` view of a received or peeked DLQ message."""
-    properties = _properties(message)
+    properties = text_properties(message)
     event_type = properties.get("eventType") or message.subject
     enqueued = message.enqueued_time_utc
     return DeadLetter(
@@ -280,29 +281,19 @@ def replay_copy(
     message: ServiceBusReceivedMessage, item: DeadLetter, now: datetime
 ) -> ServiceBusMessage:
     """The message sent back to the main queue for a dead letter (see module docstring)."""
-    properties: dict[str | bytes, Any] = {
-        key: value for key, value in item.properties.items() if key not in _DROPPED
-    }
     previous = item.properties.get(REPLAY_COUNT, 0)
-    properties.update(
-        {
+    return copy_for_resend(
+        message,
+        message_id=f"{item.message_id}:replay:{item.sequence_number}",
+        body=item.body,
+        drop=_DROPPED,
+        add={
             REPLAYED_FROM: item.sequence_number,
             REPLAYED_REASON: item.reason or "",
             REPLAYED_DESCRIPTION: (item.description or "")[:1024],
             REPLAYED_AT: now.isoformat(),
             REPLAY_COUNT: (previous if isinstance(previous, int) else 0) + 1,
-        }
-    )
-    return ServiceBusMessage(
-        item.body,
-        message_id=f"{item.message_id}:replay:{item.sequence_number}",
-        content_type=message.content_type,
-        correlation_id=message.correlation_id,
-        subject=message.subject,
-        session_id=message.session_id,
-        to=message.to,
-        reply_to=message.reply_to,
-        application_properties=properties,
+        },
     )
 
 
@@ -396,17 +387,6 @@ class _guard:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
-
-
-def _text(value: object) -> object:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def _properties(message: ServiceBusReceivedMessage) -> dict[str, Any]:
-    return {
-        str(_text(key)): _text(value)
-        for key, value in (message.application_properties or {}).items()
-    }
 
 
 def _body(message: ServiceBusReceivedMessage) -> bytes:

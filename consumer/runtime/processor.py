@@ -27,9 +27,9 @@ from azure.servicebus.exceptions import (
 )
 from tenacity import wait_exponential_jitter
 
-from common.messaging import TRACE_KEYS
 from consumer import telemetry
 from consumer.errors import ConsumerDeadLetterReason, DeliverLater
+from consumer.messages import DEAD_LETTER_PROPERTIES, copy_for_resend, text_properties
 from consumer.retry import (
     RETRY_PROPERTIES,
     Abandon,
@@ -49,8 +49,6 @@ from contracts import ContractViolation, DeadLetterReason
 from contracts.servicebus import from_servicebus_message
 
 logger = logging.getLogger(__name__)
-
-_DEAD_LETTER_PROPERTIES = ("DeadLetterReason", "DeadLetterErrorDescription")
 
 
 @dataclass(frozen=True)
@@ -282,7 +280,7 @@ class QueueProcessor:
                 ConsumerDeadLetterReason.UNHANDLED_EVENT_TYPE.value,
                 f"no handler for {envelope.type} in this consumer",
             )
-        state = RetryState.from_properties(_properties(message), message.message_id)
+        state = RetryState.from_properties(text_properties(message), message.message_id)
         loop = asyncio.get_running_loop()
 
         def retried(error: BaseException) -> None:
@@ -508,42 +506,18 @@ async def _wait_any(*events: asyncio.Event) -> None:
             waiter.cancel()
 
 
-def _text(value: object) -> object:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def _properties(message: ServiceBusReceivedMessage) -> dict[str, Any]:
-    """Application properties with ``str`` keys (the SDK hands ``bytes`` keys)."""
-    return {
-        str(_text(key)): _text(value)
-        for key, value in (message.application_properties or {}).items()
-    }
-
-
 def _copy_message(
     message: ServiceBusReceivedMessage, message_id: str, properties: Mapping[str, Any]
 ) -> ServiceBusMessage:
     """A new message with the original's body and properties, a new id and ``properties``."""
-    kept: dict[str | bytes, Any] = {}
-    for key, value in (message.application_properties or {}).items():
-        name = str(_text(key))
-        if name in RETRY_PROPERTIES or name in _DEAD_LETTER_PROPERTIES:
-            continue
-        # Trace keys stay bytes: the SDK's send tracing only adds them where absent.
-        kept[TRACE_KEYS.get(name, name)] = value
-    kept.update(properties)
     if message.body_type == AmqpMessageBodyType.DATA:
         body: bytes | str = b"".join(message.body)
     else:
         body = str(message.body)
-    return ServiceBusMessage(
-        body,
+    return copy_for_resend(
+        message,
         message_id=message_id,
-        content_type=message.content_type,
-        correlation_id=message.correlation_id,
-        subject=message.subject,
-        session_id=message.session_id,
-        to=message.to,
-        reply_to=message.reply_to,
-        application_properties=kept,
+        body=body,
+        drop=(*RETRY_PROPERTIES, *DEAD_LETTER_PROPERTIES),
+        add=properties,
     )
