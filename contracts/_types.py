@@ -10,11 +10,20 @@ from typing import Annotated, Any
 from pydantic import (
     AfterValidator,
     AwareDatetime,
+    BeforeValidator,
     Field,
     IPvAnyAddress,
     StringConstraints,
     WithJsonSchema,
 )
+
+
+def _not_a_number(value: Any) -> Any:
+    # pydantic reads numbers as Unix time in lax mode; CloudEvents and our schemas say an
+    # RFC 3339 string, so 0 must be an error, not 1970-01-01.
+    if isinstance(value, int | float):
+        raise ValueError("must be an RFC 3339 date-time string, not a number")
+    return value
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -25,7 +34,7 @@ def _to_milliseconds(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(_not_a_number), AfterValidator(_to_utc)]
 """A timezone-aware timestamp (RFC 3339 in JSON), normalised to UTC. Naive datetimes are
 rejected, because a timestamp without an offset cannot be placed on the time line."""
 

@@ -177,9 +177,13 @@ def test_writing_is_strict_reading_is_tolerant() -> None:
         ("specversion", "0.3", "specversion"),
         ("datacontenttype", "text/plain", "datacontenttype"),
         ("time", "yesterday", "time"),
+        ("time", 0, "time"),  # not read as Unix time (found by hypothesis)
+        ("time", 1763726400.5, "time"),
     ],
 )
-def test_invalid_envelope_attributes_are_named(attribute: str, value: str, mentions: str) -> None:
+def test_invalid_envelope_attributes_are_named(
+    attribute: str, value: str | float, mentions: str
+) -> None:
     envelope = new_envelope(AuditEvent.model_validate(AUDIT), source="/tests")
     document = {**json.loads(envelope.model_dump_json()), attribute: value}
     with pytest.raises(ContractViolation) as caught:
