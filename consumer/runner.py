@@ -6,10 +6,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
 from common.servicebus import open_servicebus_client
+from consumer import telemetry
 from consumer.handlers.audit import AuditHandler
 from consumer.handlers.delivery import DeliveryLog, NotificationHandler, Sender, log_only
 from consumer.handlers.email import EmailSender, SmtpConfig
@@ -177,6 +179,16 @@ async def _prune_forever(stores: Stores, settings: ConsumerSettings) -> None:
         await asyncio.sleep(PRUNE_INTERVAL)
 
 
+async def _measure_dlq_depth_forever(client: Any, settings: ConsumerSettings) -> None:
+    queues = [settings.audit_queue, settings.notifications_queue]
+    while True:
+        try:
+            await telemetry.measure_dlq_depth(client, queues, settings.dlq_depth_limit)
+        except Exception as exc:
+            logger.warning("counting dead letters failed: %r", exc)
+        await asyncio.sleep(settings.dlq_depth_interval)
+
+
 async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> WorkerStats:
     """Process both queues until ``stop`` is set.
 
@@ -216,10 +228,15 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> Worke
                 )
             else:
                 stack.push_async_callback(health.stop)
-        pruner = asyncio.create_task(_prune_forever(stores, settings), name="inbox-prune")
+        background = [asyncio.create_task(_prune_forever(stores, settings), name="inbox-prune")]
+        if settings.dlq_depth_interval:
+            background.append(
+                asyncio.create_task(_measure_dlq_depth_forever(client, settings), name="dlq-depth")
+            )
         try:
             await worker.run(stop)
         finally:
-            pruner.cancel()
-            await asyncio.gather(pruner, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
     return worker.stats

@@ -66,6 +66,9 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         webhook_allow_private_networks: Allow loopback, private and link-local targets.
         template_dir: Extra template directory searched before the built-in one.
         health_host / health_port: Probe endpoint bind address; port 0 disables it.
+        dlq_depth_interval: Seconds between dead-letter counts for the
+            ``servicebus_events.dlq.depth`` gauge (0 = off).
+        dlq_depth_limit: Most dead letters peeked per queue per count.
         (telemetry and logging fields: see ``common.telemetry.TelemetrySettings``)
     """
 
@@ -116,6 +119,8 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     webhook_allow_private_networks: bool = False
 
     template_dir: Path | None = None
+    dlq_depth_interval: float = Field(default=60.0, ge=0)
+    dlq_depth_limit: int = Field(default=10_000, ge=1)
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8081, ge=0, le=65535)
 

@@ -15,16 +15,21 @@ Metrics (``messaging.*`` names from the conventions where one exists):
   dead_lettered, abandoned);
 * ``servicebus_events.event.end_to_end.duration`` (histogram, s): event ``time``
   (acceptance) to handler completion;
-* ``servicebus_events.consumer.lock.renewals`` / ``...locks.lost`` (counters).
+* ``servicebus_events.consumer.lock.renewals`` / ``...locks.lost`` (counters);
+* ``servicebus_events.dlq.depth`` (gauge) by queue: messages in its dead-letter queue,
+  counted by peeking every ``CONSUMER_DLQ_DEPTH_INTERVAL`` seconds up to
+  ``CONSUMER_DLQ_DEPTH_LIMIT`` (a lower bound past that). Peeking needs only the Listen
+  right the consumer already has; the runtime-properties count needs Manage.
 
 Counters are observed from :class:`consumer.runtime.stats.WorkerStats`, the one record of
 outcomes the ``/status`` page also shows, so the two never disagree.
 """
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
 from opentelemetry import metrics, trace
@@ -167,3 +172,30 @@ def _create_observable_counters() -> None:
     meter.create_observable_counter(
         "servicebus_events.consumer.locks.lost", [_locks_lost], unit="{lock}"
     )
+
+
+_dlq_depth: dict[str, int] = {}
+
+
+def _observe_dlq_depth(_: CallbackOptions) -> Iterable[Observation]:
+    for queue, depth in _dlq_depth.items():
+        yield Observation(depth, {sem.DESTINATION: queue})
+
+
+meter.create_observable_gauge("servicebus_events.dlq.depth", [_observe_dlq_depth], unit="{message}")
+
+
+async def measure_dlq_depth(client: Any, queues: Sequence[str], limit: int) -> dict[str, int]:
+    """Count each queue's dead letters by peeking (at most ``limit``) and publish them.
+
+    Returns:
+        Queue name -> dead letters counted.
+
+    Raises:
+        consumer.dlq.DlqError: a queue cannot be read.
+    """
+    from consumer.dlq import list_dead_letters
+
+    for queue in queues:
+        _dlq_depth[queue] = len(await list_dead_letters(client, queue, limit=limit))
+    return {queue: _dlq_depth[queue] for queue in queues}

@@ -14,9 +14,10 @@ from common.messaging import current_trace_headers, trace_properties
 from consumer.errors import TransientError
 from consumer.retry import RetryPolicy
 from consumer.runtime.routing import Route
+from consumer.telemetry import measure_dlq_depth
 from contracts import AUDIT_EVENT_TYPE, EventEnvelope
 from contracts.servicebus import to_servicebus_message
-from tests.conftest import AUDIT_QUEUE
+from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
 from tests.consumer.conftest import (
     FAST,
     StartWorker,
@@ -172,3 +173,33 @@ async def test_metrics_count_outcomes_of_a_scripted_run(
     assert {a["outcome"] for a in durations} >= {"complete", "retry_scheduled", "dead_letter"}
     end_to_end = collected.metric_points("servicebus_events.event.end_to_end.duration")
     assert any(count >= 4 for _, count in end_to_end)
+
+
+async def test_dlq_depth_gauge_counts_dead_letters(
+    sb: ServiceBusClient, start_worker: StartWorker, collected: Collected
+) -> None:
+    running = start_worker({AUDIT_EVENT_TYPE: Route("audit", _never_called, FAST)})
+    poison = [
+        ServiceBusMessage(b"not json", message_id=f"dlq-depth-{n}", content_type="text/plain")
+        for n in range(3)
+    ]
+    await send(sb, AUDIT_QUEUE, *poison)
+
+    async def dead_lettered() -> bool:
+        return sum(running.stats().dead_lettered.values()) == 3
+
+    await eventually(dead_lettered)
+    counted = await measure_dlq_depth(sb, [AUDIT_QUEUE, NOTIFICATIONS_QUEUE], limit=100)
+
+    assert counted == {AUDIT_QUEUE: 3, NOTIFICATIONS_QUEUE: 0}
+    depth = {
+        attrs["messaging.destination.name"]: value
+        for attrs, value in collected.metric_points("servicebus_events.dlq.depth")
+    }
+    assert depth[AUDIT_QUEUE] == 3
+    assert depth[NOTIFICATIONS_QUEUE] == 0
+    assert await measure_dlq_depth(sb, [AUDIT_QUEUE], limit=2) == {AUDIT_QUEUE: 2}  # capped
+
+
+async def _never_called(envelope: EventEnvelope) -> None:
+    raise AssertionError("poison must not reach the handler")
