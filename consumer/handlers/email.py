@@ -142,4 +142,6 @@ class EmailSender:
             raise TransientError(f"SMTP {exc.code}: {exc.message}") from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise TransientError(f"SMTP {config.host}:{config.port}: {exc}") from exc
-        logger.info("e-mail %s sent to %s", envelope.id, envelope.data.recipient)
+        # The address is personal data: INFO logs keep only its domain.
+        domain = envelope.data.recipient.rpartition("@")[2]
+        logger.info("e-mail %s sent to a recipient at %s", envelope.id, domain)
