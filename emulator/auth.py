@@ -122,7 +122,9 @@ class ConnectionGrants:
     grants: list[Grant] = field(default_factory=list)
 
     def add(self, grant: Grant) -> None:
-        """Remember an accepted token."""
+        """Remember an accepted token, replacing an earlier one for the same resource (a
+        client refreshing its token, or one putting tokens in a loop, keeps one each)."""
+        self.grants[:] = [g for g in self.grants if (g.host, g.path) != (grant.host, grant.path)]
         self.grants.append(grant)
 
     def require(self, entity_path: str, now: float) -> None:

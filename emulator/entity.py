@@ -13,6 +13,14 @@ Behaviour mirrors Azure Service Bus:
 * sessions: https://learn.microsoft.com/azure/service-bus-messaging/message-sessions
 * duplicate detection: https://learn.microsoft.com/azure/service-bus-messaging/duplicate-detection
 
+Expiry: Azure purges expired messages when a receiver pulls from the queue and at receive
+time ("Expired messages are only purged and moved to the DLQ when there's at least one
+active receiver pulling from the main queue", message-expiration above). The emulator does
+that too (an expired message is never handed out) and additionally expires available
+messages on a timer, so an expired message reaches the dead-letter queue without a
+receiver on the queue. Locked messages do not expire until given back; deferred ones only
+when someone tries to receive them, as in Azure.
+
 Everything here is single-threaded and knows nothing about AMQP links: the protocol layer
 calls in, and is told through ``on_available`` when messages may be handed out and through
 ``on_session_lost`` when a session lock expired. Times are seconds since the epoch (UTC).
@@ -468,7 +476,9 @@ class Entity:
         Returns:
             The message with ``lock_token`` and ``locked_until`` set, or ``None``.
         """
-        if self.requires_session and session is None:
+        if self.requires_session and (
+            session is None or not self._session_lock_valid(session, now)
+        ):
             return None
         message = self._pop_available(session, now)
         if message is None:
@@ -476,11 +486,21 @@ class Entity:
         self._lock(message, now, session)
         return message
 
+    def _session_lock_valid(self, session: SessionInfo, now: float) -> bool:
+        if session.owner is None:
+            return False
+        if session.locked_until is not None and session.locked_until <= now:
+            self._expire_session_lock(session, now)
+            return False
+        return True
+
     def receive_and_delete(
         self, now: float, session: SessionInfo | None = None
     ) -> StoredMessage | None:
         """Remove and return the next available message (RECEIVE_AND_DELETE mode)."""
-        if self.requires_session and session is None:
+        if self.requires_session and (
+            session is None or not self._session_lock_valid(session, now)
+        ):
             return None
         message = self._pop_available(session, now)
         if message is not None:

@@ -126,6 +126,15 @@ def render_message(message: StoredMessage) -> bytes:
     and keeps the client's ``x-opt-scheduled-enqueue-time`` / ``x-opt-partition-key``;
     writes ``header.delivery-count`` explicitly and sets ``properties.absolute-expiry-time``
     from the effective time to live.
+
+    ``x-opt-deadletter-source`` is never set: Azure sets ``DeadLetterSource`` only on messages
+    auto-forwarded out of a dead-letter queue (``ServiceBusReceivedMessage.DeadLetterSource``
+    in https://learn.microsoft.com/dotnet/api/azure.messaging.servicebus.servicebusreceivedmessage),
+    and auto-forwarding is not supported. A dead-lettered message keeps its sequence number
+    (the dead-letter queue is a sub-queue of the same entity, and
+    https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing assigns numbers
+    when a message is accepted, which dead-lettering is not), so
+    ``x-opt-enqueue-sequence-number`` always equals ``x-opt-sequence-number`` here.
     """
     annotations: dict[object, object] = {
         codec.X_OPT_SEQUENCE_NUMBER: message.sequence_number,

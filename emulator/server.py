@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -329,7 +328,7 @@ class EmulatorHandler(Handler):
             return
         try:
             store.commit()
-        except sqlite3.Error:
+        except Exception:  # sqlite3.Error (disk full ...) or a bug: never crash the reactor
             _log.exception("could not write to %s; acknowledgements wait", store.path)
             self._commit_retry = self._container.schedule(1.0, _TimerTask(self._retry_commit))
             return
@@ -397,17 +396,22 @@ class EmulatorHandler(Handler):
 
     def on_transport_error(self, event: Any) -> None:
         transport = event.transport
-        condition = transport.condition
-        if condition is not None:
-            _log.info("connection error: %s %s", condition.name, condition.description)
-        # Do not wait for a broken peer to close its side: drop the socket once the close
-        # frame is written, and wake the reactor so that it does so now (its select() may
-        # otherwise sleep for seconds).
-        if getattr(transport, "emulator_dropped", False):
-            return
-        transport.emulator_dropped = True
-        transport.close_tail()
-        self._wake()
+
+        def drop() -> None:
+            condition = transport.condition
+            if condition is not None:
+                _log.info("connection error: %s %s", condition.name, condition.description)
+            # Do not wait for a broken peer to close its side: drop the socket once the
+            # close frame is written, and wake the reactor so that it does so now (its
+            # select() may otherwise sleep for seconds). Once only: closing the tail of a
+            # failed transport reports the error again.
+            if getattr(transport, "emulator_dropped", False):
+                return
+            transport.emulator_dropped = True
+            transport.close_tail()
+            self._wake()
+
+        self._guarded(None, drop)
 
     def _wake(self) -> None:
         if self._container is not None:
@@ -501,8 +505,6 @@ class EmulatorHandler(Handler):
                 link.emulator_role = _Requests(None, raw_address)
             return
         entity = self.namespace.entity(address)
-        if address.node is not Node.MANAGEMENT:
-            state.grants.require(address.entity_path, self._clock())
         if address.node is Node.MANAGEMENT:
             # A token for the entity covers its management node; @azure/service-bus puts
             # one for "<entity>/$management" itself.
@@ -513,6 +515,7 @@ class EmulatorHandler(Handler):
             else:
                 link.emulator_role = _Requests(entity, raw_address)
             return
+        state.grants.require(address.entity_path, self._clock())
         link.max_message_size = entity.settings.max_message_size
         if link.is_receiver:
             if entity.is_dead_letter_queue:

@@ -122,3 +122,21 @@ def test_project_config_loads() -> None:
     audit = config.queues[0].properties
     assert audit.requires_duplicate_detection
     assert audit.lock_duration.total_seconds() == 60
+
+
+def test_unusable_data_dir_is_one_readable_line_and_exit_code_1(
+    config_file: Path, tmp_path: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x", encoding="utf-8")
+    command = [sys.executable, "-m", "emulator", "--config", str(config_file), "--port", "0"]
+    result = subprocess.run(
+        [*command, "--data-dir", str(not_a_directory)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "data directory" in result.stderr
+    assert "Traceback" not in result.stderr

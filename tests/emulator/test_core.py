@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +17,17 @@ from emulator.addressing import Node, parse_address
 from emulator.config import ConfigError, parse_config
 from emulator.dedup import DuplicateDetector
 from emulator.durations import INFINITE, format_duration, parse_duration
-from emulator.entity import MAX_DELIVERY_COUNT_EXCEEDED, Entity, EntitySettings
-from emulator.errors import InvalidOperationError, MessageLockLostError, MessageNotFoundError
+from emulator.entity import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, Entity, EntitySettings
+from emulator.errors import (
+    InvalidOperationError,
+    MessageLockLostError,
+    MessageNotFoundError,
+    SessionCannotBeLockedError,
+)
 from emulator.management import handle_management_request
 from emulator.model import MessageState, render_message
+from emulator.namespace import Namespace
+from emulator.store import SqliteStore
 from emulator.testing import combine_configs, queue_config
 
 # --- durations ---------------------------------------------------------------------------
@@ -392,3 +400,102 @@ def test_peek_of_an_empty_queue_is_204_and_schedule_returns_numbers() -> None:
     )
     assert scheduled.status_code == 200
     assert list(scheduled.body["sequence-numbers"]) == [1]
+
+
+# --- sessions, expiry and the store (entity level) ---------------------------------------
+
+
+def _session_content(session_id: str, body: bytes = b"x") -> codec.MessageContent:
+    return codec.decode_message(
+        _sdk_message(data=[body], properties=Properties(group_id=session_id))
+    )
+
+
+def test_session_lock_orders_messages_and_expires() -> None:
+    lost: list[tuple[str, object]] = []
+    queue = _queue(lock_duration=1.0, requires_session=True)
+    queue.on_session_lost = lambda entity, session, owner: lost.append((session.session_id, owner))
+    with pytest.raises(InvalidOperationError, match="SessionId"):
+        queue.enqueue(_content(), now=0.0)
+    for body, session_id in [(b"a1", "a"), (b"b1", "b"), (b"a2", "a")]:
+        queue.enqueue(_session_content(session_id, body), now=0.0)
+    owner, scope = object(), object()
+    session = queue.accept_session(None, owner, scope, now=0.0)
+    assert session is not None
+    assert session.session_id == "a"  # the first session with messages
+    with pytest.raises(SessionCannotBeLockedError):
+        queue.accept_session("a", object(), object(), now=0.5)
+    first = queue.lock_next(0.0, session)
+    second = queue.lock_next(0.0, session)
+    assert first is not None
+    assert second is not None
+    assert (first.content.body, second.content.body) == (
+        _session_content("a", b"a1").body,
+        _session_content("a", b"a2").body,
+    )
+    assert first.locked_until == session.locked_until == 1.0
+    queue.process_due(now=1.0)  # the session lock expires
+    assert lost == [("a", owner)]
+    assert (first.delivery_count, first.is_locked) == (1, False)
+    again = queue.accept_session("a", object(), object(), now=1.0)
+    assert again is not None
+    redelivered = queue.lock_next(1.0, again)
+    assert redelivered is first
+
+
+def test_ttl_expiry_dead_letters_or_drops() -> None:
+    dead_lettering = _queue(default_ttl=5.0, dead_lettering_on_expiration=True)
+    dropping = _queue(default_ttl=5.0)
+    for queue in (dead_lettering, dropping):
+        queue.enqueue(_content(), now=0.0)
+        assert queue.next_deadline() == 5.0
+        queue.process_due(now=5.0)
+        assert len(queue) == 0
+    assert dead_lettering.dead_letter_queue is not None
+    [dead] = dead_lettering.dead_letter_queue.peek(1, 10)
+    assert dead.content.application_properties_dict()["DeadLetterReason"] == TTL_EXPIRED
+    assert dropping.dead_letter_queue is not None
+    assert len(dropping.dead_letter_queue) == 0
+
+
+def test_store_restores_state_and_counts_lost_locks(tmp_path: Path) -> None:
+    config = parse_config(
+        combine_configs(
+            queue_config("q", MaxDeliveryCount=2), queue_config("s", RequiresSession=True)
+        )
+    )
+    namespace = Namespace(config)
+    store = SqliteStore(tmp_path)
+    assert store.load(namespace, now=0.0) == 0
+    queue = namespace.get("q")
+    sessions = namespace.get("s")
+    assert queue is not None
+    assert sessions is not None
+    for body in (b"1", b"2", b"3"):
+        queue.enqueue(_content(body), now=0.0)
+    locked = queue.lock_next(now=0.0)
+    completed = queue.lock_next(now=0.0)
+    assert locked is not None
+    assert completed is not None
+    assert completed.lock_token is not None
+    queue.complete(completed.lock_token, now=0.0)
+    owner = object()
+    session = sessions.accept_session("s1", owner, owner, now=0.0)
+    assert session is not None
+    sessions.set_session_state("s1", b"state", owner, now=0.0)
+    store.commit()
+    store.close()  # as if the process had died: the lock is never released
+
+    restored = Namespace(config)
+    assert SqliteStore(tmp_path).load(restored, now=10.0) == 2
+    queue = restored.get("q")
+    assert queue is not None
+    assert [m.sequence_number for m in queue.peek(1, 10)] == [1, 3]
+    message = queue.get(locked.sequence_number)
+    assert message is not None
+    assert (message.delivery_count, message.is_locked) == (1, False)
+    assert queue.enqueue(_content(b"4"), now=10.0) is not None
+    assert [m.sequence_number for m in queue.peek(1, 10)] == [1, 3, 4]
+    sessions = restored.get("s")
+    assert sessions is not None
+    assert sessions.list_sessions(None, 0, 10) == ["s1"]

@@ -30,6 +30,7 @@ EXPIRING_DLQ = "expiring-dlq"  # DeadLetteringOnMessageExpiration
 EXPIRING_DROP = "expiring-drop"  # expired messages are dropped
 SHORT_TTL = "short-ttl"  # DefaultMessageTimeToLive 3 s, dead-lettered
 DEDUP = "dedup-1s"  # duplicate detection with a 1 s window
+TTL_2S = "ttl-2s"  # DefaultMessageTimeToLive 2 s, dead-lettered
 
 
 def _utcnow() -> datetime.datetime:
@@ -47,6 +48,9 @@ def state_emulator() -> Iterator[EmulatorHandle]:
         ),
         queue_config(
             DEDUP, RequiresDuplicateDetection=True, DuplicateDetectionHistoryTimeWindow="PT1S"
+        ),
+        queue_config(
+            TTL_2S, DefaultMessageTimeToLive="PT2S", DeadLetteringOnMessageExpiration=True
         ),
     )
     with run_emulator(config) as handle:
@@ -169,38 +173,34 @@ async def test_queue_default_ttl_applies_and_caps_the_message_ttl(sb: ServiceBus
         assert (str(dead), dead.dead_letter_reason) == ("capped", "TTLExpiredException")
 
 
-async def test_a_locked_message_does_not_expire_until_it_is_given_back(
+async def test_locked_and_deferred_messages_expire_only_when_given_back_or_received(
     sb: ServiceBusClient,
 ) -> None:
-    async with sb.get_queue_sender(SHORT_TTL) as sender:
-        await sender.send_messages(ServiceBusMessage("in hand"))
-    async with sb.get_queue_receiver(SHORT_TTL) as receiver:
-        [message] = await receive_n(receiver, 1)
-        await asyncio.sleep(3.2)  # past its time to live, still locked (60 s lock)
-        await receiver.abandon_message(message)  # given back: now it expires
-    async with sb.get_queue_receiver(SHORT_TTL, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
-        [dead] = await receive_n(dlq, 1, within=10)
-        assert (str(dead), dead.dead_letter_reason) == ("in hand", "TTLExpiredException")
-
-
-async def test_an_expired_deferred_message_is_dead_lettered_when_received(
-    sb: ServiceBusClient,
-) -> None:
-    async with sb.get_queue_sender(SHORT_TTL) as sender:
-        await sender.send_messages(ServiceBusMessage("deferred too long"))
-    async with sb.get_queue_receiver(SHORT_TTL) as receiver:
-        [message] = await receive_n(receiver, 1)
-        await receiver.defer_message(message)
-        await asyncio.sleep(3.2)
+    async with (
+        sb.get_queue_receiver(TTL_2S) as receiver,
+        sb.get_queue_sender(TTL_2S) as sender,
+    ):
+        await sender.send_messages(
+            [ServiceBusMessage("in hand"), ServiceBusMessage("deferred too long")]
+        )
+        held, deferred = await receive_n(receiver, 2)
+        await receiver.defer_message(deferred)
+        await asyncio.sleep(2.3)  # past the 2 s time to live; "in hand" is still locked
         # Deferred messages are not expired in the background...
-        [still] = await receiver.peek_messages(max_message_count=1, sequence_number=1)
+        [still] = await receiver.peek_messages(max_message_count=1, sequence_number=seq(deferred))
         assert still.state == ServiceBusMessageState.DEFERRED
         # ...but when one tries to receive them.
         with pytest.raises(MessageNotFoundError):
-            await receiver.receive_deferred_messages([seq(message)])
-    async with sb.get_queue_receiver(SHORT_TTL, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
-        [dead] = await receive_n(dlq, 1)
-        assert dead.dead_letter_reason == "TTLExpiredException"
+            await receiver.receive_deferred_messages([seq(deferred)])
+        # A locked message expires once it is given back.
+        await receiver.abandon_message(held)
+    async with sb.get_queue_receiver(TTL_2S, sub_queue=ServiceBusSubQueue.DEAD_LETTER) as dlq:
+        dead = await receive_n(dlq, 2, within=10)
+        assert sorted((str(m), m.dead_letter_reason) for m in dead) == [
+            ("deferred too long", "TTLExpiredException"),
+            ("in hand", "TTLExpiredException"),
+        ]
+        assert all(m.dead_letter_source is None for m in dead)  # set only when auto-forwarded
 
 
 async def test_lock_duration_comes_from_the_queue_config(sb: ServiceBusClient) -> None:

@@ -76,18 +76,21 @@ async def test_session_receiver_gets_only_its_session_in_order(sb: ServiceBusCli
         assert [str(m) for m in await receive_n(receiver, 2)] == ["b1", "b2"]
 
 
-async def test_next_available_session_picks_a_session_with_messages(
+async def test_next_available_session_picks_an_unlocked_session_with_messages(
     sb: ServiceBusClient,
 ) -> None:
-    await _send(sb, SESSIONS, ("only", "x"), ("only", "y"))
-    async with sb.get_queue_receiver(
-        SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5
-    ) as receiver:
-        assert receiver.session.session_id == "only"
-        messages = await receive_n(receiver, 2)
-        assert [str(m) for m in messages] == ["x", "y"]
-        for message in messages:
-            await receiver.complete_message(message)
+    await _send(sb, SESSIONS, ("s1", "one"), ("s1", "two"), ("s2", "three"))
+    async with (
+        sb.get_queue_receiver(SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r1,
+        sb.get_queue_receiver(SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r2,
+    ):
+        # The second receiver skips the session the first one holds.
+        assert {r1.session.session_id, r2.session.session_id} == {"s1", "s2"}
+        s1 = r1 if r1.session.session_id == "s1" else r2
+        s2 = r2 if s1 is r1 else r1
+        assert [str(m) for m in await receive_n(s1, 2)] == ["one", "two"]
+        [three] = await receive_n(s2, 1)
+        assert (str(three), three.session_id) == ("three", "s2")
 
 
 async def test_next_available_session_waits_for_one_then_times_out(
@@ -125,24 +128,16 @@ async def test_a_locked_session_cannot_be_locked_again(sb: ServiceBusClient) -> 
         await receive_none(third, wait=0.3)
 
 
-async def test_next_available_skips_locked_sessions(sb: ServiceBusClient) -> None:
-    await _send(sb, SESSIONS, ("s1", "one"), ("s2", "two"))
-    async with (
-        sb.get_queue_receiver(SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r1,
-        sb.get_queue_receiver(SESSIONS, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=5) as r2,
-    ):
-        assert {r1.session.session_id, r2.session.session_id} == {"s1", "s2"}
-        [m1] = await receive_n(r1, 1)
-        [m2] = await receive_n(r2, 1)
-        assert m1.session_id == r1.session.session_id
-        assert m2.session_id == r2.session.session_id
-
-
-async def test_session_state_round_trips_and_outlives_the_receiver(sb: ServiceBusClient) -> None:
+async def test_session_state_and_lock_renewal(sb: ServiceBusClient) -> None:
     async with sb.get_queue_receiver(SESSIONS, session_id="stateful") as receiver:
         assert await receiver.session.get_state() is None
         await receiver.session.set_state(b"step-2")
         assert await receiver.session.get_state() == b"step-2"
+        first = receiver.session.locked_until_utc
+        assert first is not None
+        renewed = await receiver.session.renew_lock()  # renew-session-lock
+        assert renewed > first
+        assert receiver.session.locked_until_utc == renewed
     async with sb.get_queue_receiver(SESSIONS, session_id="stateful") as receiver:
         assert await receiver.session.get_state() == b"step-2"
         sessions = [s async for s in sb.list_queue_sessions(SESSIONS)]
@@ -162,16 +157,6 @@ async def test_list_sessions_names_sessions_with_messages_or_recent_state(
     assert sorted([s async for s in sb.list_queue_sessions(SESSIONS)]) == ["kept", "m1", "m2"]
     updated = [s async for s in sb.list_queue_sessions(SESSIONS, state_updated_after=before)]
     assert updated == ["kept"]
-
-
-async def test_renew_session_lock_moves_locked_until(sb: ServiceBusClient) -> None:
-    async with sb.get_queue_receiver(SESSIONS, session_id="renew") as receiver:
-        first = receiver.session.locked_until_utc
-        assert first is not None
-        await asyncio.sleep(0.05)
-        renewed = await receiver.session.renew_lock()
-        assert renewed > first
-        assert receiver.session.locked_until_utc == renewed
 
 
 async def test_expired_session_lock_loses_the_session_and_redelivers(
