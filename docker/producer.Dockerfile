@@ -22,6 +22,7 @@ FROM python:3.11.14-slim-bookworm AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PRODUCER_HOST=0.0.0.0 \
     PRODUCER_PORT=8000
 # Fixed uid/gid so volume permissions are predictable; the working directory is the only
 # writable path (default SQLite outbox file).

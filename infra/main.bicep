@@ -353,6 +353,7 @@ module producer 'modules/producer-app.bicep' = if (deployApps) {
     auditQueueName: auditQueueName
     notificationsQueueName: notificationsQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    deploymentEnvironment: environmentName
     databaseUrl: deployPostgres ? 'postgresql+asyncpg://${names.producerIdentity}@${postgres.outputs.fullyQualifiedDomainName}:5432/${postgresDatabaseName}?ssl=require' : ''
     minReplicas: producerMinReplicas
     maxReplicas: producerMaxReplicas
@@ -383,6 +384,7 @@ module consumer 'modules/consumer-app.bicep' = if (deployApps) {
     auditQueueName: auditQueueName
     notificationsQueueName: notificationsQueueName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    deploymentEnvironment: environmentName
     databaseUrl: deployPostgres ? 'postgresql+asyncpg://${names.consumerIdentity}@${postgres.outputs.fullyQualifiedDomainName}:5432/${postgresDatabaseName}?ssl=require' : ''
     minReplicas: consumerMinReplicas
     maxReplicas: consumerMaxReplicas

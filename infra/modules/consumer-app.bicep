@@ -64,11 +64,18 @@ param messagesPerReplica int = 20
 @description('Port of the health endpoints (CONSUMER_HEALTH_PORT).')
 param healthPort int = 8081
 
+@description('deployment.environment.name of the telemetry; anything but development also means JSON logs.')
+param deploymentEnvironment string = 'production'
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
 var baseEnv = [
+  {
+    name: 'CONSUMER_ENVIRONMENT'
+    value: deploymentEnvironment
+  }
   {
     name: 'CONSUMER_HEALTH_PORT'
     value: string(healthPort)
@@ -100,7 +107,7 @@ var baseEnv = [
 ]
 var databaseEnv = empty(databaseUrl) ? [] : [
   {
-    name: 'CONSUMER_DATABASE_URL'
+    name: 'CONSUMER_AUDIT_STORE_URL'
     value: databaseUrl
   }
 ]

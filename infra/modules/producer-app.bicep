@@ -54,11 +54,18 @@ param maxReplicas int = 5
 @description('Port uvicorn listens on (PRODUCER_PORT).')
 param port int = 8000
 
+@description('deployment.environment.name of the telemetry; anything but development also means JSON logs.')
+param deploymentEnvironment string = 'production'
+
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
 var baseEnv = [
+  {
+    name: 'PRODUCER_ENVIRONMENT'
+    value: deploymentEnvironment
+  }
   {
     name: 'PRODUCER_PORT'
     value: string(port)
