@@ -1,5 +1,7 @@
 """In-memory OpenTelemetry exporters for tests (installed once per test process)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from opentelemetry import metrics, trace
@@ -56,9 +58,20 @@ def in_memory_telemetry() -> Collected:
         instrumentor = LoggingInstrumentor()
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(set_logging_format=False, inject_trace_context=True)
-        # The SDK's own tracing on, as in production: its send path must not replace the
-        # context we put on messages.
-        enable_azure_sdk_tracing()
         _collected = Collected(spans, reader)
     _collected.spans.clear()
     return _collected
+
+
+@contextmanager
+def azure_sdk_tracing() -> Iterator[None]:
+    """The SDK's own tracing on, as in production (its send path must not replace the
+    context we put on messages), and off again after: it stamps trace properties on every
+    message, which other tests in the same process would see."""
+    from azure.core.settings import settings
+
+    enable_azure_sdk_tracing()
+    try:
+        yield
+    finally:
+        settings.tracing_implementation.unset_value()

@@ -2,6 +2,7 @@
 
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,12 +27,13 @@ from tests.consumer.conftest import (
     eventually,
     send,
 )
-from tests.telemetry_support import Collected, in_memory_telemetry
+from tests.telemetry_support import Collected, azure_sdk_tracing, in_memory_telemetry
 
 
 @pytest.fixture
-def collected() -> Collected:
-    return in_memory_telemetry()
+def collected() -> Iterator[Collected]:
+    with azure_sdk_tracing():
+        yield in_memory_telemetry()
 
 
 def traced_message(envelope: EventEnvelope) -> tuple[ServiceBusMessage, str, str]:

@@ -12,7 +12,7 @@ from emulator.testing import run_emulator
 from producer import ProducerSettings, create_app
 from producer.apikeys import new_api_key
 from tests.conftest import queues_config
-from tests.telemetry_support import in_memory_telemetry
+from tests.telemetry_support import azure_sdk_tracing, in_memory_telemetry
 
 AUDIT = {
     "actor": {"id": "u-7", "display_name": "Barbara Liskov"},
@@ -26,7 +26,7 @@ AUDIT = {
 async def test_http_outbox_publish_and_process_spans_form_one_trace(tmp_path: Path) -> None:
     collected = in_memory_telemetry()
     key, entry = new_api_key("tracing")
-    with run_emulator(queues_config()) as emulator:
+    with azure_sdk_tracing(), run_emulator(queues_config()) as emulator:
         producer_settings = ProducerSettings(
             servicebus_connection_string=emulator.connection_string,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}",
