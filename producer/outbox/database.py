@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 from typing import Any, Final
 
-from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -24,6 +23,8 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from common.migrations import alembic_config as common_alembic_config
+from common.migrations import upgrade_to_head
 from producer.outbox.models import VERSION_TABLE
 
 logger = logging.getLogger(__name__)
@@ -87,15 +88,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     Args:
         connection: An open connection the migrations run on (inside its transaction).
     """
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def _upgrade(connection: Connection) -> None:
-    command.upgrade(alembic_config(connection), "head")
+    return common_alembic_config(MIGRATIONS_DIR, connection)
 
 
 def _current_revision(connection: Connection) -> str | None:
@@ -117,7 +110,7 @@ async def run_migrations(engine: AsyncEngine) -> None:
             await connection.execute(
                 text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
             )
-        await connection.run_sync(_upgrade)
+        await connection.run_sync(upgrade_to_head, MIGRATIONS_DIR)
 
 
 async def pending_migrations(engine: AsyncEngine) -> bool:
