@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-SOURCES := contracts producer consumer emulator common tools tests examples
+SOURCES := contracts producer consumer emulator common tools tests examples bench
 PYTEST_WORKERS ?= 2
 
 INFRA_VENV ?= .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed-stamp
 
-.PHONY: run test lint check-types install infra-tools contracts contracts-check clean
+.PHONY: run test bench bench-quick lint check-types install infra-tools contracts contracts-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,13 @@ infra-tools: $(INFRA_STAMP)
 
 run: $(STAMP)
 	$(PY) -m tools.demo
+
+# Side-by-side benchmarks (about 20 minutes; results in docs/benchmarks/). Not tests.
+bench: $(STAMP)
+	$(PY) -m bench
+
+bench-quick: $(STAMP)
+	$(PY) -m bench --quick
 
 test: lint check-types contracts-check $(STAMP) $(INFRA_STAMP)
 	INFRA_TOOLS_BIN=$(INFRA_VENV)/bin $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q

@@ -1,0 +1,1 @@
+"""One module per scenario; each has ``steps(settings)`` and ``async run(ctx)``."""
