@@ -21,7 +21,7 @@ import httpx
 from azure.servicebus import ServiceBusClient, ServiceBusReceiveMode
 from azure.servicebus.exceptions import ServiceBusError
 
-from tests.conftest import AUDIT_QUEUE, queues_config
+from tests.conftest import AUDIT_QUEUE, queues_config, report_line
 from tests.producer.conftest import AUDIT, Caller
 from tools.processes import ManagedProcess, free_port
 
@@ -287,9 +287,10 @@ class Tally:
 
     def report(self, scenario: str, **extra: object) -> None:
         details = "".join(f" {k}={v}" for k, v in extra.items())
-        print(
-            f"\n[{scenario}] accepted={self.accepted} published={self.published} "
+        line = (
+            f"[{scenario}] accepted={self.accepted} published={self.published} "
             f"lost={self.lost} duplicated={self.duplicated} "
-            f"published-without-202={self.unacknowledged}{details}",
-            flush=True,
+            f"published-without-202={self.unacknowledged}{details}"
         )
+        print("\n" + line, flush=True)
+        report_line(line)
