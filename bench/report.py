@@ -490,16 +490,16 @@ METHOD = """\
   (tens of thousands of requests/s), and its own CPU use during every run is in the
   tables (`loadgen`).
 * **CPU columns** are percent of one core over the measured window (`psutil` CPU times of
-  each process; `postgres` sums the server's processes). The machine has 2 cores shared
-  by everything, so these show where the time goes.
+  each process; `postgres` sums all of the server's processes, including other users').
+  The machine has 2 cores shared by everything, so these show where the time goes.
 * **Repeats.** Each configuration runs several times (fresh processes each time, variants
   interleaved so drift hits all alike); tables give the median and (min-max). Ratios are
   taken between medians of the same invocation, and per repeat ("per repeat").
-* **Accept path.** "on the queue/s during load" counts messages the service had sent to
-  Service Bus during the run (`/v1/stats` of the producer, `/stats` of the tutorial app).
-  The tutorial pattern answers 202 before its background task has even connected, so its
-  comparison uses that delivered rate (its HTTP rate is shown too); whatever it had not
-  sent 10 s after the load is lost when the process stops.
+* **Accept path.** Ratios compare HTTP rates (202s per second). "on the queue/s during
+  load" counts messages the service had sent to Service Bus during the run (`/v1/stats`
+  of the producer, `/stats` of the tutorial app): the tutorial pattern answers 202 before
+  its background task has even connected, its sends pile up as tasks in memory (lost if
+  the process stops); the target notes say how many were still unsent 10 s later.
 * **Publish.** Rate from the outbox rows' `finished_at` (first to last published batch),
   i.e. the relay alone; the raw SDK baseline sends prepared messages in batches filled to
   the SDK's limit (256 KiB) over one sender.

@@ -366,10 +366,10 @@ class Settings:
     accept_concurrency: tuple[int, ...] = (8, 32)
     publish_events: int = 50_000
     consume_messages: int = 10_000
-    io_seconds: float = 4.0
+    io_seconds: float = 3.0
     io_concurrency: tuple[int, ...] = (1, 8, 32, 64)
     e2e_rates: tuple[int, ...] = (100, 300, 1000)
-    e2e_seconds: float = 12.0
+    e2e_seconds: float = 10.0
     e2e_warmup: float = 3.0
     e2e_search_steps: int = 2
     emulator_messages: int = 100_000

@@ -3,7 +3,7 @@
 Per run a fresh emulator, ``python -m consumer`` (audit store on SQLite, as ``make run``)
 and ``python -m producer`` (outbox on SQLite). :mod:`bench.loadgen` in ``open`` mode
 starts ``POST /v1/audit-events`` requests at a constant rate whatever the answers. After
-the load, the consumer gets up to 20 s to catch up.
+the load, the consumer gets up to 12 s to catch up.
 
 Latency of an event = the consumer's ``audit_events.recorded_at`` (the handler's
 transaction) - ``accepted_at`` (the envelope's ``time``, stamped by the producer when it
@@ -30,7 +30,7 @@ from bench.support import wait_until as poll_until
 from bench.systems import Context, CpuSampler, run_load, start_consumer, start_producer
 from consumer.stores.schema import audit_events
 
-CATCH_UP_LIMIT = 20.0
+CATCH_UP_LIMIT = 12.0
 SUSTAINED_FRACTION = 0.97
 MAX_DRAIN_SECONDS = 2.0
 TARGET_RATE = 300
