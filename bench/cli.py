@@ -91,8 +91,18 @@ def main(
     keep_data: Annotated[
         bool, typer.Option("--keep-data", help="Keep the run's database files.")
     ] = False,
+    report_only: Annotated[
+        bool,
+        typer.Option("--report-only", help="Only re-render README.md and plots from results.json."),
+    ] = False,
 ) -> None:
     """Run the benchmarks side by side and write JSON, Markdown and PNG plots."""
+    if report_only:
+        target = out or (ROOT / ".run" / "bench-quick" if quick else ROOT / "docs" / "benchmarks")
+        doc = json.loads((target / "results.json").read_text())
+        for path in report.write(doc, target):
+            console.print(f"wrote {path}")
+        return
     settings = Settings.quick() if quick else Settings()
     if repeats is not None:
         settings.repeats = repeats

@@ -69,6 +69,25 @@ def _err(summary: Doc) -> list[float]:
 # --- plots ------------------------------------------------------------------------------
 
 
+def _save(fig: Any, path: Path, stamp: str) -> None:
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.text(0.005, 0.005, stamp, fontsize=7, color="#555555", ha="left", va="bottom")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def stamp(doc: Doc) -> str:
+    """One line of machine facts printed on every plot."""
+    m = doc["machine"]
+    packages = m["packages"]
+    return (
+        f"{m['date']} | {m['cpu_count']} CPU {m['cpu_model']}, {m['memory_gib']} GiB | "
+        f"{m['python']} | azure-servicebus {packages.get('azure-servicebus')}, "
+        f"fastapi {packages.get('fastapi')}, SQLite {m['sqlite']}, PostgreSQL {m['postgresql']} | "
+        f"git {m['git']} | {doc['mode']} run"
+    )
+
+
 def _bars(
     ax: Axes,
     labels: list[str],
@@ -88,7 +107,7 @@ def _bars(
     ax.tick_params(axis="x", labelrotation=15)
 
 
-def plot_accept(result: Doc, path: Path) -> None:
+def plot_accept(result: Doc, path: Path, stamp: str) -> None:
     variants = result["variants"]
     levels = [str(c) for c in result["settings"]["concurrency"]]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
@@ -116,12 +135,10 @@ def plot_accept(result: Doc, path: Path) -> None:
     left.legend(fontsize=8)
     right.set_ylabel("p99 latency, ms (log)")
     right.set_title("Accept path p99 latency")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, stamp)
 
 
-def plot_publish(result: Doc, path: Path) -> None:
+def plot_publish(result: Doc, path: Path, stamp: str) -> None:
     variants = result["variants"]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _bars(
@@ -132,12 +149,10 @@ def plot_publish(result: Doc, path: Path) -> None:
         "messages/s",
     )
     ax.set_title(f"Publishing {result['settings']['events']:,} events (median, min-max)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, stamp)
 
 
-def plot_consume(result: Doc, path: Path) -> None:
+def plot_consume(result: Doc, path: Path, stamp: str) -> None:
     variants = result["variants"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     _bars(
@@ -177,12 +192,10 @@ def plot_consume(result: Doc, path: Path) -> None:
     right.set_ylabel("messages/s")
     right.set_title("I/O-bound handler scaling (labels: efficiency)")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, stamp)
 
 
-def plot_e2e(result: Doc, path: Path) -> None:
+def plot_e2e(result: Doc, path: Path, stamp: str) -> None:
     rates = sorted(result["rates"].values(), key=lambda r: r["offered_rate"])
     xs = [r["offered_rate"] for r in rates]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
@@ -219,12 +232,10 @@ def plot_e2e(result: Doc, path: Path) -> None:
     right.set_ylabel("events/s during the window")
     right.set_title("Throughput: handled vs offered")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, stamp)
 
 
-def plot_emulator(result: Doc, path: Path) -> None:
+def plot_emulator(result: Doc, path: Path, stamp: str) -> None:
     t = result["throughput"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     _bars(
@@ -243,9 +254,7 @@ def plot_emulator(result: Doc, path: Path) -> None:
         "RSS, MiB",
     )
     right.set_title("Emulator memory")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path, stamp)
 
 
 PLOTS = {
@@ -557,7 +566,7 @@ def write(doc: Doc, out: Path) -> list[Path]:
         result = doc["scenarios"].get(key)
         if result and "error" not in result:
             path = out / f"{key}.png"
-            plot(result, path)
+            plot(result, path, stamp(doc))
             written.append(path)
     readme = out / "README.md"
     readme.write_text(markdown(doc))
