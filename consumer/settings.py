@@ -36,7 +36,9 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         max_wait_time: Seconds a receive call waits while the queue's handlers are idle.
         busy_wait_time: Seconds a receive call waits while handlers run.
         prefetch_count: Default SDK prefetch per receiver (0 = off).
-        audit_concurrency / notifications_concurrency: Messages processed at once.
+        audit_concurrency / notifications_concurrency: Messages processed at once (audit
+            appends that run together are committed together, so this is also the
+            largest audit commit group).
         audit_prefetch_count / notifications_prefetch_count: Per-queue prefetch
             (default ``prefetch_count``).
         audit_max_delivery_count / notifications_max_delivery_count: The queues'
@@ -87,7 +89,7 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     max_wait_time: float = Field(default=2.0, gt=0)
     busy_wait_time: float = Field(default=0.2, gt=0)
     prefetch_count: int = Field(default=0, ge=0)
-    audit_concurrency: int = Field(default=8, ge=1, le=1000)
+    audit_concurrency: int = Field(default=32, ge=1, le=1000)
     notifications_concurrency: int = Field(default=16, ge=1, le=1000)
     audit_prefetch_count: int | None = Field(default=None, ge=0)
     notifications_prefetch_count: int | None = Field(default=None, ge=0)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import MessageNotFoundError, ServiceBusError
 from fastapi import BackgroundTasks, Depends, Request
 from sqlalchemy import event as sa_event
@@ -129,6 +130,122 @@ class Readiness:
     checks: dict[str, Check]
 
 
+class GroupCommit:
+    """Commits the rows of concurrent requests in one transaction (group commit).
+
+    Each request still gets its answer only after the transaction holding its rows has
+    committed, so nothing about durability changes; but N concurrent requests cost one
+    ``BEGIN/INSERT/COMMIT`` (and one fsync) instead of N. The committed rows are then
+    published straight from memory (the messages built for the size check), in one
+    ``ServiceBusMessageBatch`` send and one ``UPDATE`` for the whole group, instead of a
+    claim query, a send and an update per request.
+
+    Args:
+        publisher: Owner (repository, relay, transport health, task tracking).
+        max_rows: Most rows per transaction.
+    """
+
+    def __init__(self, publisher: "EventPublisher", max_rows: int = 500) -> None:
+        self._publisher = publisher
+        self._max_rows = max_rows
+        self._pending: list[
+            tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]
+        ] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def insert(self, rows: list[NewEvent], messages: dict[str, ServiceBusMessage]) -> None:
+        """Return once ``rows`` are committed (raises what the insert raised)."""
+        loop = asyncio.get_running_loop()
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="outbox-group-commit")
+        done: asyncio.Future[None] = loop.create_future()
+        self._pending.append((rows, messages, done))
+        self._wake.set()
+        await asyncio.shield(done)
+
+    async def close(self) -> None:
+        """Stop the committer task (after the HTTP server stopped sending requests)."""
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                group, size = [self._pending.pop(0)], 0
+                size = len(group[0][0])
+                while self._pending and size + len(self._pending[0][0]) <= self._max_rows:
+                    group.append(self._pending.pop(0))
+                    size += len(group[-1][0])
+                await self._commit(group)
+
+    async def _commit(
+        self,
+        group: list[tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]],
+    ) -> None:
+        publisher = self._publisher
+        repository = publisher.repository
+        reachable = publisher.transport.health.reachable is not False
+        claim = publisher.relay.new_claim() if reachable else None
+        attempts = 0 if claim is None else 1
+        rows = [row for item in group for row in item[0]]
+        failed: set[int] = set()
+        try:
+            async with repository.engine.begin() as connection:
+                await repository.insert(
+                    connection, rows, claim=claim, now=utc_now(), attempts=attempts
+                )
+        except IntegrityError:
+            # A duplicate id somewhere in the group: commit each request alone, so only
+            # the request that carries it fails.
+            for index, item in enumerate(group):
+                try:
+                    async with repository.engine.begin() as connection:
+                        await repository.insert(
+                            connection, item[0], claim=claim, now=utc_now(), attempts=attempts
+                        )
+                except Exception as exc:
+                    failed.add(index)
+                    _settle(item[2], exc)
+                else:
+                    _settle(item[2], None)
+        except BaseException as exc:
+            for item in group:
+                _settle(item[2], exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        else:
+            for item in group:
+                _settle(item[2], None)
+        committed = [
+            row for index, item in enumerate(group) if index not in failed for row in item[0]
+        ]
+        if not committed:
+            return
+        if claim is None or publisher.relay.stopping:
+            publisher.relay.notify()
+            return
+        messages = {k: v for item in group for k, v in item[1].items()}
+        publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
+
+
+def _settle(future: "asyncio.Future[None]", exc: BaseException | None) -> None:
+    if future.done():
+        return
+    if exc is None:
+        future.set_result(None)
+    else:
+        future.set_exception(exc)
+
+
 class EventPublisher:
     """Durable, background-published events (one per process; see :func:`open_event_publisher`).
 
@@ -158,6 +275,7 @@ class EventPublisher:
         }
         self._tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
+        self._group = GroupCommit(self)
 
     # --- building ---------------------------------------------------------------------------
 
@@ -193,10 +311,10 @@ class EventPublisher:
             correlationid=correlation_id,
         )
 
-    def _prepare(self, submission: Submission) -> NewEvent:
+    def _prepare(self, submission: Submission) -> tuple[NewEvent, ServiceBusMessage]:
         envelope = submission.envelope
         try:
-            to_servicebus_message(envelope, max_size=self.settings.max_message_bytes)
+            message = to_servicebus_message(envelope, max_size=self.settings.max_message_bytes)
         except MessageTooLarge as exc:
             raise EventTooLargeError(exc.size, exc.limit) from None
         deliver_at = submission.deliver_at
@@ -207,7 +325,7 @@ class EventPublisher:
                 raise ValueError("deliver_at must be timezone-aware")
             deliver_at = deliver_at.astimezone(UTC)
         queue = self.queue_for(envelope.type)
-        return NewEvent(
+        row = NewEvent(
             id=envelope.id,
             event_type=envelope.type,
             queue=queue,
@@ -216,6 +334,7 @@ class EventPublisher:
             deliver_at=deliver_at,
             trace_context=telemetry.creation_context(queue, envelope.id, envelope.type),
         )
+        return row, message
 
     # --- publishing -------------------------------------------------------------------------
 
@@ -290,7 +409,8 @@ class EventPublisher:
             OutboxUnavailableError: the outbox database could not be written.
             ValueError: ``idempotency`` with ``session``, or a naive ``deliver_at``.
         """
-        rows = [self._prepare(s) for s in submissions]
+        prepared = [self._prepare(s) for s in submissions]
+        rows = [row for row, _ in prepared]
         accepted = [
             AcceptedEvent(id=r.id, type=r.event_type, queue=r.queue, deliver_at=r.deliver_at)
             for r in rows
@@ -306,6 +426,15 @@ class EventPublisher:
             self._check_same_database(session)
             await self.repository.insert(session, rows, claim=claim, now=utc_now())
             self._after_commit(session, claim, len(rows))
+            return accepted
+        if idempotency is None:
+            try:
+                await self._group.insert(rows, {row.id: message for row, message in prepared})
+            except IntegrityError as exc:
+                raise DuplicateEventError("an event with this id was already accepted") from exc
+            except _DATABASE_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            self.stats.accepted += len(rows)
             return accepted
         try:
             replay = await self._insert(rows, claim, idempotency)
@@ -626,6 +755,7 @@ async def open_event_publisher(
                 yield publisher
             finally:
                 pruner.request_stop()
+                await publisher._group.close()
                 grace = settings.shutdown_grace.total_seconds()
                 await publisher.drain(grace)
                 await _finish(relay_task, grace)
@@ -649,8 +779,11 @@ async def _finish(task: "asyncio.Task[None]", grace: float) -> None:
             logger.exception("%s failed", task.get_name())
 
 
-def get_event_publisher(request: Request) -> EventPublisher:
+async def get_event_publisher(request: Request) -> EventPublisher:
     """FastAPI dependency: the publisher stored in ``app.state.event_publisher``.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its
+    thread pool, a thread hop per request for a dictionary lookup.
 
     Raises:
         RuntimeError: the application's lifespan did not set it.

@@ -124,7 +124,7 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
 
     max_request_bytes: int = Field(1_048_576, gt=0)
     max_message_bytes: int = Field(STANDARD_TIER_MAX_MESSAGE_SIZE, gt=0)
-    publish_batch_size: int = Field(100, ge=1, le=4500)
+    publish_batch_size: int = Field(500, ge=1, le=4500)
     servicebus_operation_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
     relay_poll_interval: Duration = Field(timedelta(seconds=2), gt=timedelta(0))
     relay_lease: Duration = Field(timedelta(seconds=60), gt=timedelta(0))

@@ -174,11 +174,29 @@ class _QueueSender:
             await self._failed(exc)
             for send in sends:
                 _fail(send.done, exc)
+            self._fail_queued_sends(exc)
             return
         self._succeeded()
         for send in sends:
             ids = {str(m.message_id) for m in send.messages}
             _resolve(send.done, too_large & ids)
+
+    def _fail_queued_sends(self, exc: BaseException) -> None:
+        """Fail the sends that queued up while a send was failing, with the same error.
+
+        Otherwise each waits out its own ``operation_timeout`` against a Service Bus that
+        just proved unreachable, holding its rows' leases all that time (publishes that
+        start right after an event is committed queue here one per commit group).
+        """
+        kept: list[_Operation] = []
+        while not self._pending.empty():
+            operation = self._pending.get_nowait()
+            if isinstance(operation, _Send):
+                _fail(operation.done, exc)
+            else:
+                kept.append(operation)
+        for operation in kept:
+            self._pending.put_nowait(operation)
 
     async def _execute(self, operation: _Operation) -> None:
         try:

@@ -25,6 +25,11 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBu
 
 logger = logging.getLogger(__name__)
 
+FURTHER_PULL_SECONDS = 0.01
+"""How long a receive call keeps collecting after its first message arrived."""
+SOCKET_TIMEOUT_SECONDS = 0.02
+"""Longest single socket read of the receiver's connection work loop (SDK default 0.2)."""
+
 
 class ReceiverChannel:
     """A peek-lock receiver on one queue.
@@ -45,9 +50,20 @@ class ReceiverChannel:
         self.queue = queue
         self.generation = generation
         self._lock = asyncio.Lock()
+        # Once the first message of a receive call has arrived, the SDK keeps pulling
+        # until max_message_count are there, for up to 0.2 s (``receiver_mixins``:
+        # ``_further_pull_receive_timeout``) in reads that each block for up to
+        # ``socket_timeout`` (0.2 s): below saturation every message then waits ~200 ms
+        # before its handler starts, and settlements wait behind the call. Messages the
+        # service already sent arrive within a few ms; wait only that.
         self._receiver: ServiceBusReceiver = client.get_queue_receiver(
-            queue, receive_mode=ServiceBusReceiveMode.PEEK_LOCK, prefetch_count=prefetch_count
+            queue,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+            prefetch_count=prefetch_count,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
         )
+        if hasattr(self._receiver, "_further_pull_receive_timeout"):
+            self._receiver._further_pull_receive_timeout = FURTHER_PULL_SECONDS
         self.opened = False
         self.closed = False
         self.broken = False

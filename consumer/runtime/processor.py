@@ -122,6 +122,12 @@ class QueueProcessor:
         self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._in_flight_by_generation: dict[int, int] = {}
         self._slot_freed = asyncio.Event()
+        # Handlers running at once; up to ``_lookahead`` more messages wait in hand (locked,
+        # lock renewed) so a freed slot starts its next message without a receive round
+        # trip, and a message's settlement no longer occupies a handler slot.
+        self._handler_slots = asyncio.Semaphore(config.concurrency)
+        self._lookahead = max(1, min(config.max_message_count, config.concurrency // 4))
+        self._receiving_stopped = False
         self._failures = 0
 
     @property
@@ -139,8 +145,12 @@ class QueueProcessor:
             channel = await self._current_channel(stop)
             if channel is None:
                 break
-            free = config.concurrency - len(self._tasks)
-            if free <= 0:
+            free = config.concurrency + self._lookahead - len(self._tasks)
+            # Refill in batches: asking for one or two messages each time a slot frees
+            # costs a receive round trip per message on the one serialised receiver, and
+            # settlements queue behind it. While others are in flight, wait until a
+            # quarter of the slots (at most one receive batch) are free.
+            if free < self._lookahead:
                 self._slot_freed.clear()
                 await _wait_any(self._slot_freed, stop)
                 continue
@@ -154,6 +164,7 @@ class QueueProcessor:
             self._failures = 0
             for message in messages:
                 self._dispatch(channel, message)
+        self._receiving_stopped = True
 
     async def _current_channel(self, stop: asyncio.Event) -> ReceiverChannel | None:
         channel = self._channel
@@ -243,7 +254,11 @@ class QueueProcessor:
             lock = _LockState()
             renewal = asyncio.create_task(self._keep_lock(channel, message, deadline, lock))
             try:
-                outcome = await self._handle(message, deadline, lock)
+                async with self._handler_slots:
+                    if self._receiving_stopped:  # a look-ahead message, not started
+                        outcome: _Outcome = Abandon("shutting down before the handler started")
+                    else:
+                        outcome = await self._handle(message, deadline, lock)
             except Exception as exc:  # a bug in the runtime itself: never lose the worker
                 logger.exception("processing message %s failed unexpectedly", message.message_id)
                 outcome = Abandon(describe(exc))

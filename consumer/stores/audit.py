@@ -6,6 +6,7 @@ in-process lock on SQLite. Each append also writes the idempotency inbox row in 
 transaction, so an event is recorded at most once however often it is delivered.
 """
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,16 +134,86 @@ class AuditStore:
     def __init__(self, database: Database, inbox: Inbox | None = None) -> None:
         self._db = database
         self._inbox = inbox or Inbox(database)
+        self._pending: list[tuple[AuditEnvelope, asyncio.Future[bool]]] = []
+        self._appender: asyncio.Task[None] | None = None
 
     async def append(self, envelope: AuditEnvelope) -> bool:
         """Record the event at the end of the chain.
 
+        Concurrent calls are appended together, in one transaction (group commit): the
+        chain head is read and written once per group, not once per event, which on
+        SQLite (one writer) is what bounds the rate.
+
         Returns:
             ``False`` when this event id was already recorded (nothing written).
         """
-        data = envelope.data
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+        self._pending.append((envelope, done))
+        if self._appender is None or self._appender.done():
+            self._appender = loop.create_task(self._append_pending(), name="audit-append")
+        return await asyncio.shield(done)
+
+    async def _append_pending(self) -> None:
+        while self._pending:
+            group = self._pending[:GROUP_MAX]
+            del self._pending[:GROUP_MAX]
+            try:
+                results = await self._append_group([e for e, _ in group])
+            except IntegrityError:
+                # Fall back to one transaction per event, so one bad event fails alone.
+                for envelope, done in group:
+                    try:
+                        result = await self._append_one(envelope)
+                    except Exception as exc:
+                        _settle(done, exc=exc)
+                    else:
+                        _settle(done, result)
+                continue
+            except Exception as exc:
+                for _, done in group:
+                    _settle(done, exc=exc)
+                continue
+            for (_, done), result in zip(group, results, strict=True):
+                _settle(done, result)
+
+    async def _append_group(self, envelopes: list[AuditEnvelope]) -> list[bool]:
         now = datetime.now(UTC)
-        tenant = getattr(data, "tenant_id", None) or getattr(data, "tenant", None)
+        async with self._db.write() as connection:
+            new = await self._inbox.record_many(
+                connection, INBOX_HANDLER, [e.id for e in envelopes], now
+            )
+            head = (
+                await connection.execute(
+                    select(audit_chain_head.c.seq, audit_chain_head.c.hash)
+                    .where(audit_chain_head.c.id == 1)
+                    .with_for_update()
+                )
+            ).one()
+            seq, previous = int(head.seq), str(head.hash)
+            rows: list[dict[str, Any]] = []
+            results: list[bool] = []
+            for envelope in envelopes:
+                if envelope.id not in new:
+                    results.append(False)
+                    continue
+                new.discard(envelope.id)  # a second copy in the same group is a duplicate
+                seq += 1
+                record = _record(envelope, seq, previous, now)
+                previous = record_hash(record.hashed_content())
+                rows.append({**record.__dict__, "hash": previous})
+                results.append(True)
+            if rows:
+                await connection.execute(insert(audit_events), rows)
+                await connection.execute(
+                    update(audit_chain_head)
+                    .where(audit_chain_head.c.id == 1)
+                    .values(seq=seq, hash=previous)
+                )
+        return results
+
+    async def _append_one(self, envelope: AuditEnvelope) -> bool:
+        now = datetime.now(UTC)
         try:
             async with self._db.write() as connection:
                 if not await self._inbox.record(connection, INBOX_HANDLER, envelope.id, now):
@@ -154,25 +225,7 @@ class AuditStore:
                         .with_for_update()
                     )
                 ).one()
-                record = AuditRecord(
-                    seq=int(head.seq) + 1,
-                    event_id=envelope.id,
-                    source=envelope.source,
-                    actor_id=data.actor.id,
-                    actor_type=data.actor.type.value,
-                    action=data.action,
-                    resource_type=data.resource.type,
-                    resource_id=data.resource.id,
-                    outcome=data.outcome.value,
-                    tenant=str(tenant) if tenant is not None else None,
-                    occurred_at=data.occurred_at,
-                    accepted_at=envelope.time,
-                    recorded_at=now,
-                    correlation_id=envelope.correlationid,
-                    event=envelope.model_dump(mode="json", exclude_none=True),
-                    prev_hash=head.hash,
-                    hash="",
-                )
+                record = _record(envelope, int(head.seq) + 1, head.hash, now)
                 digest = record_hash(record.hashed_content())
                 values = {**record.__dict__, "hash": digest}
                 await connection.execute(insert(audit_events).values(values))
@@ -276,6 +329,45 @@ class AuditStore:
                 f"records end at seq {last_seq} / {previous[:12]}... (records missing or added)",
             )
         return ChainReport(True, checked, int(head.seq))
+
+
+GROUP_MAX = 200
+"""Most events appended in one transaction."""
+
+
+def _record(envelope: AuditEnvelope, seq: int, prev_hash: str, now: datetime) -> AuditRecord:
+    data = envelope.data
+    tenant = getattr(data, "tenant_id", None) or getattr(data, "tenant", None)
+    return AuditRecord(
+        seq=seq,
+        event_id=envelope.id,
+        source=envelope.source,
+        actor_id=data.actor.id,
+        actor_type=data.actor.type.value,
+        action=data.action,
+        resource_type=data.resource.type,
+        resource_id=data.resource.id,
+        outcome=data.outcome.value,
+        tenant=str(tenant) if tenant is not None else None,
+        occurred_at=data.occurred_at,
+        accepted_at=envelope.time,
+        recorded_at=now,
+        correlation_id=envelope.correlationid,
+        event=envelope.model_dump(mode="json", exclude_none=True),
+        prev_hash=prev_hash,
+        hash="",
+    )
+
+
+def _settle(
+    future: "asyncio.Future[bool]", result: bool = False, *, exc: BaseException | None = None
+) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
 
 
 def _check(record: AuditRecord, expected_seq: int, previous: str) -> str | None:

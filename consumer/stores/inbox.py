@@ -39,6 +39,27 @@ class Inbox:
         result = await connection.execute(statement)
         return bool(result.rowcount)
 
+    async def record_many(
+        self, connection: AsyncConnection, handler: str, event_ids: list[str], at: datetime
+    ) -> set[str]:
+        """Insert several (handler, event id) pairs in one statement, in the caller's
+        transaction.
+
+        Returns:
+            The event ids that were new (the others were already recorded).
+        """
+        if not event_ids:
+            return set()
+        dialect = postgresql if self._db.dialect == "postgresql" else sqlite
+        statement = (
+            dialect.insert(consumer_inbox)
+            .values([{"handler": handler, "event_id": i, "processed_at": at} for i in event_ids])
+            .on_conflict_do_nothing()
+            .returning(consumer_inbox.c.event_id)
+        )
+        result = await connection.execute(statement)
+        return {row[0] for row in result}
+
     async def prune(self, older_than: datetime) -> int:
         """Delete inbox rows and finished delivery records older than ``older_than``.
 

@@ -10,7 +10,7 @@ from producer.settings import ProducerSettings
 PublisherDep = Annotated[EventPublisher, Depends(get_event_publisher)]
 
 
-def get_settings(request: Request) -> ProducerSettings:
+async def get_settings(request: Request) -> ProducerSettings:
     """The app's settings (``app.state.settings``)."""
     settings: ProducerSettings = request.app.state.settings
     return settings

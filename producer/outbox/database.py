@@ -50,6 +50,16 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         kwargs.setdefault("pool_pre_ping", True)
+        if parsed.get_driver_name() == "asyncpg":
+            # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
+            # generic plan, which for ``id IN (...) AND status = 'accepted'`` scans the
+            # whole pending index (mark_published: 40-140 ms instead of 4 ms per 100 rows
+            # with a 50,000-row backlog). Plan each execution with its parameters.
+            connect_args = dict(kwargs.pop("connect_args", {}))
+            server_settings = dict(connect_args.get("server_settings", {}))
+            server_settings.setdefault("plan_cache_mode", "force_custom_plan")
+            connect_args["server_settings"] = server_settings
+            kwargs["connect_args"] = connect_args
         return create_async_engine(parsed, **kwargs)
     if parsed.get_driver_name() != "aiosqlite":
         raise ValueError("use the async SQLite driver: sqlite+aiosqlite:///path.db")

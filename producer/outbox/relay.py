@@ -18,6 +18,7 @@ sends. ``send_messages`` does not return sequence numbers, so published rows hav
 """
 
 import asyncio
+import json
 import logging
 import uuid
 from collections import defaultdict
@@ -34,10 +35,14 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts import ContractViolation, MessageTooLarge, parse_envelope
-from contracts.servicebus import to_servicebus_message
+from contracts import ContractViolation, MessageTooLarge
+from contracts.servicebus import (
+    EVENT_TYPE_PROPERTY,
+    SCHEMA_VERSION_PROPERTY,
+    STRUCTURED_CONTENT_TYPE,
+)
 from producer import telemetry
-from producer.outbox.repository import ClaimedEvent, OutboxRepository
+from producer.outbox.repository import ClaimedEvent, NewEvent, OutboxRepository
 from producer.transport import ServiceBusTransport
 
 logger = logging.getLogger(__name__)
@@ -73,6 +78,31 @@ class PublishStats:
     publish_failed: int = 0
     unpublishable: int = 0
     idempotent_replays: int = 0
+
+
+def _stored_message(event: ClaimedEvent) -> ServiceBusMessage:
+    """The message of a stored row, without validating the envelope again.
+
+    The body was validated and size-checked when it was accepted, and is sent unchanged;
+    only the attributes the message carries outside the body are read back. (A message
+    larger than the entity allows is still caught by the batch, as ``too_large``.)
+
+    Raises:
+        ValueError: the body is not JSON (``json.JSONDecodeError``).
+        KeyError: an attribute is missing.
+    """
+    document = json.loads(event.body)
+    return ServiceBusMessage(
+        event.body,
+        message_id=document["id"],
+        subject=document["type"],
+        content_type=STRUCTURED_CONTENT_TYPE,
+        correlation_id=document.get("correlationid"),
+        application_properties={
+            EVENT_TYPE_PROPERTY: document["type"],
+            SCHEMA_VERSION_PROPERTY: document["schemaversion"],
+        },
+    )
 
 
 class _Stopping(Exception):
@@ -155,8 +185,41 @@ class Relay:
             logger.info("fast-path publish failed (%r); the relay will retry", exc)
             self.notify()
 
-    async def run(self) -> None:
-        """Relay loop; returns once :meth:`request_stop` was called."""
+    async def publish_inserted(
+        self, claim: str, rows: list[NewEvent], messages: dict[str, ServiceBusMessage]
+    ) -> None:
+        """Publish rows this process has just committed, leased to ``claim`` by the insert.
+
+        No claim query is needed: the insert leased them for ``lease`` from now, and their
+        messages were already built (``messages``, by event id). Never raises: on failure
+        the rows are released for the relay loop.
+        """
+        events = [
+            ClaimedEvent(
+                id=r.id,
+                queue=r.queue,
+                body=r.body,
+                deliver_at=r.deliver_at,
+                trace_context=r.trace_context,
+            )
+            for r in rows
+        ]
+        try:
+            await self._publish(claim, events, messages)
+        except Exception as exc:
+            logger.info("fast-path publish failed (%r); the relay will retry", exc)
+            self.notify()
+
+    async def run(self, loops: int = 2) -> None:
+        """Relay loop; returns once :meth:`request_stop` was called.
+
+        ``loops`` cycles run concurrently, so one claims and records rows in the database
+        while another's batch is on the wire (claims never overlap: leases, and SKIP
+        LOCKED on PostgreSQL).
+        """
+        await asyncio.gather(*(self._loop() for _ in range(loops)))
+
+    async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 count = await self._cycle_with_backoff()
@@ -218,7 +281,12 @@ class Relay:
             telemetry.set_backlog(backlog.count, backlog.oldest_accepted_at)
         return len(events)
 
-    async def _publish(self, claim: str, events: list[ClaimedEvent]) -> None:
+    async def _publish(
+        self,
+        claim: str,
+        events: list[ClaimedEvent],
+        prepared: dict[str, ServiceBusMessage] | None = None,
+    ) -> None:
         """Send or schedule claimed rows and record the outcome.
 
         Raises:
@@ -235,10 +303,8 @@ class Relay:
         try:
             for event in events:
                 try:
-                    message = to_servicebus_message(
-                        parse_envelope(event.body), max_size=self._max_message_bytes
-                    )
-                except (ContractViolation, MessageTooLarge) as exc:
+                    message = (prepared or {}).get(event.id) or _stored_message(event)
+                except (ContractViolation, MessageTooLarge, ValueError, KeyError) as exc:
                     await self._unpublishable(event.id, f"stored envelope cannot be sent: {exc}")
                     remaining.discard(event.id)
                     continue

@@ -144,9 +144,18 @@ class OutboxRepository:
     # --- writing new events ----------------------------------------------------------------
 
     async def insert(
-        self, executor: Executor, events: Sequence[NewEvent], *, claim: str | None, now: datetime
+        self,
+        executor: Executor,
+        events: Sequence[NewEvent],
+        *,
+        claim: str | None,
+        now: datetime,
+        attempts: int = 0,
     ) -> None:
         """Insert ``events`` as ``accepted``, already leased to the claim token ``claim``.
+
+        ``attempts`` is 1 when the caller publishes them right after commit without a
+        claim query (which would otherwise count the attempt).
 
         The lease lets the process that accepted them publish them right after commit
         without a relay of another replica racing it; if that process dies, the lease
@@ -170,7 +179,7 @@ class OutboxRepository:
                     "status": OutboxStatus.ACCEPTED.value,
                     "accepted_at": now,
                     "deliver_at": e.deliver_at,
-                    "attempts": 0,
+                    "attempts": attempts,
                     "lease_owner": claim,
                     "lease_until": None if claim is None else now + self.lease,
                     "trace_context": e.trace_context,
