@@ -7,7 +7,7 @@ from fastapi import FastAPI, Request
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.types import Receive, Scope, Send
 
-from producer.api import health_router, v1_router
+from producer.api import include_routes
 from producer.auth import Authenticator
 from producer.limits import BodySizeLimitMiddleware
 from producer.problems import install_problem_handlers, problem_response
@@ -65,8 +65,7 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes, on_too_large=too_large
     )
-    app.include_router(health_router)
-    app.include_router(v1_router)
+    include_routes(app)
     # Server spans for API calls (probes excluded); a no-op until a provider is installed.
     FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz")
     return app

@@ -417,6 +417,15 @@ class EventPublisher:
         ]
         if not rows:
             return []
+        if idempotency is None and session is None:
+            try:
+                await self._group.insert(rows, {row.id: message for row, message in prepared})
+            except IntegrityError as exc:
+                raise DuplicateEventError("an event with this id was already accepted") from exc
+            except _DATABASE_ERRORS as exc:
+                raise _unavailable(exc) from exc
+            self.stats.accepted += len(rows)
+            return accepted
         # While Service Bus is failing, leave new rows to the relay (which backs off)
         # instead of starting a doomed send per request.
         claim = None if self.transport.health.reachable is False else self.relay.new_claim()
@@ -426,15 +435,6 @@ class EventPublisher:
             self._check_same_database(session)
             await self.repository.insert(session, rows, claim=claim, now=utc_now())
             self._after_commit(session, claim, len(rows))
-            return accepted
-        if idempotency is None:
-            try:
-                await self._group.insert(rows, {row.id: message for row, message in prepared})
-            except IntegrityError as exc:
-                raise DuplicateEventError("an event with this id was already accepted") from exc
-            except _DATABASE_ERRORS as exc:
-                raise _unavailable(exc) from exc
-            self.stats.accepted += len(rows)
             return accepted
         try:
             replay = await self._insert(rows, claim, idempotency)
@@ -729,6 +729,7 @@ async def open_event_publisher(
                 client,
                 operation_timeout=settings.servicebus_operation_timeout.total_seconds(),
                 max_batch_messages=settings.publish_batch_size,
+                senders_per_queue=settings.senders_per_queue,
             ) as transport,
         ):
             relay = Relay(

@@ -83,6 +83,8 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             256 KiB; raise it for Premium entities configured for large messages.
         publish_batch_size: Most outbox rows the relay claims and sends per cycle (one or
             more ``ServiceBusMessageBatch`` sends).
+        senders_per_queue: Senders (AMQP links on one connection) per queue; with two, one
+            batch is prepared while the previous one waits for Service Bus to accept it.
         servicebus_operation_timeout: Bound on one send/schedule/cancel including the
             SDK's own retries.
         relay_poll_interval: How often an idle relay looks for pending rows that no
@@ -125,6 +127,7 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     max_request_bytes: int = Field(1_048_576, gt=0)
     max_message_bytes: int = Field(STANDARD_TIER_MAX_MESSAGE_SIZE, gt=0)
     publish_batch_size: int = Field(500, ge=1, le=4500)
+    senders_per_queue: int = Field(2, ge=1, le=8)
     servicebus_operation_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
     relay_poll_interval: Duration = Field(timedelta(seconds=2), gt=timedelta(0))
     relay_lease: Duration = Field(timedelta(seconds=60), gt=timedelta(0))

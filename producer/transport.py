@@ -1,11 +1,14 @@
 """Sending, scheduling and cancelling messages over long-lived Service Bus senders.
 
-Each queue gets one sender and one task that owns it: callers hand over an operation and
-wait for its outcome. Sends that queue up while the sender is busy go out together, in as
-few ``ServiceBusMessageBatch`` sends as their size allows. The SDK's async sender is not
-documented as safe for concurrent operations, so one owner per sender also keeps us on its
-supported path. After a failed operation the sender is closed and a new one is opened for
-the next operation, so a half-broken AMQP link is never reused.
+Each queue gets a few senders (``lanes``, AMQP links on the client's one connection), each
+owned by one task: callers hand over an operation and wait for its outcome. Sends that queue
+up while the senders are busy go out together, in as few ``ServiceBusMessageBatch`` sends as
+their size allows. With two lanes one batch is being encoded and written while the previous
+one waits for Service Bus to accept it (the SDK waits for each transfer's disposition), which
+is what lets the relay keep up with one sender sending ready-made batches. The SDK's async
+sender is not documented as safe for concurrent operations, so one owner per sender also
+keeps us on its supported path. After a failed operation the sender is closed and a new one
+is opened for the next operation, so a half-broken AMQP link is never reused.
 
 Senders connect lazily (on first use), so the producer starts, and keeps accepting events
 into its outbox, while Service Bus is unreachable.
@@ -97,8 +100,29 @@ def _fail(future: "asyncio.Future[Any]", exc: BaseException) -> None:
         future.set_exception(exc)
 
 
+class _Lane:
+    """One sender (AMQP link) of a queue, opened on first use and replaced after a failure."""
+
+    def __init__(self, client: ServiceBusClient, queue: str, timeout: float) -> None:
+        self._client = client
+        self._queue = queue
+        self._timeout = timeout
+        self._sender: ServiceBusSender | None = None
+
+    def get(self) -> ServiceBusSender:
+        if self._sender is None:
+            self._sender = self._client.get_queue_sender(self._queue)
+        return self._sender
+
+    async def close(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(sender.close(), self._timeout)
+
+
 class _QueueSender:
-    """Owns one queue's sender and runs the operations handed to it, in order."""
+    """Owns one queue's senders (lanes) and runs the operations handed to them in order."""
 
     def __init__(
         self,
@@ -108,39 +132,34 @@ class _QueueSender:
         timeout: float,
         max_batch_messages: int,
         health: ServiceBusHealth,
+        lanes: int = 2,
     ) -> None:
-        self._client = client
         self._queue = queue
         self._timeout = timeout
         self._max_batch_messages = max_batch_messages
         self._health = health
-        self._sender: ServiceBusSender | None = None
+        self._lanes = [_Lane(client, queue, timeout) for _ in range(lanes)]
         self._pending: asyncio.Queue[_Operation] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name=f"servicebus-sender:{queue}")
+        self._tasks = [
+            asyncio.create_task(self._run(lane), name=f"servicebus-sender:{queue}:{index}")
+            for index, lane in enumerate(self._lanes)
+        ]
 
     async def submit(self, operation: _Operation) -> None:
         await self._pending.put(operation)
 
     async def close(self) -> None:
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await task
         while not self._pending.empty():
             self._pending.get_nowait().done.cancel()
-        await self._close_sender()
+        for lane in self._lanes:
+            await lane.close()
 
-    async def _close_sender(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is not None:
-            with suppress(Exception):
-                await asyncio.wait_for(sender.close(), self._timeout)
-
-    def _get_sender(self) -> ServiceBusSender:
-        if self._sender is None:
-            self._sender = self._client.get_queue_sender(self._queue)
-        return self._sender
-
-    async def _run(self) -> None:
+    async def _run(self, lane: _Lane) -> None:
         while True:
             first = await self._pending.get()
             if isinstance(first, _Send):
@@ -155,23 +174,23 @@ class _QueueSender:
                     else:
                         held.append(nxt)
                         break
-                await self._execute_sends(sends)
+                await self._execute_sends(lane, sends)
                 for operation in held:
-                    await self._execute(operation)
+                    await self._execute(lane, operation)
             else:
-                await self._execute(first)
+                await self._execute(lane, first)
 
-    async def _execute_sends(self, sends: list[_Send]) -> None:
+    async def _execute_sends(self, lane: _Lane, sends: list[_Send]) -> None:
         messages = [m for s in sends for m in s.messages]
         try:
             async with asyncio.timeout(self._timeout):
-                too_large = await self._send_batches(messages)
+                too_large = await self._send_batches(lane.get(), messages)
         except asyncio.CancelledError:
             for send in sends:
                 send.done.cancel()
             raise
         except Exception as exc:
-            await self._failed(exc)
+            await self._failed(lane, exc)
             for send in sends:
                 _fail(send.done, exc)
             self._fail_queued_sends(exc)
@@ -198,10 +217,10 @@ class _QueueSender:
         for operation in kept:
             self._pending.put_nowait(operation)
 
-    async def _execute(self, operation: _Operation) -> None:
+    async def _execute(self, lane: _Lane, operation: _Operation) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                sender = self._get_sender()
+                sender = lane.get()
                 if isinstance(operation, _Schedule):
                     numbers = await sender.schedule_messages(
                         list(operation.messages), operation.at, timeout=self._timeout
@@ -222,14 +241,15 @@ class _QueueSender:
             _fail(operation.done, exc)
             return
         except Exception as exc:
-            await self._failed(exc)
+            await self._failed(lane, exc)
             _fail(operation.done, exc)
             return
         self._succeeded()
 
-    async def _send_batches(self, messages: list[ServiceBusMessage]) -> set[str]:
+    async def _send_batches(
+        self, sender: ServiceBusSender, messages: list[ServiceBusMessage]
+    ) -> set[str]:
         """Send ``messages`` in as few batches as fit; returns ids too large to ever send."""
-        sender = self._get_sender()
         too_large: set[str] = set()
         batch: ServiceBusMessageBatch = await sender.create_message_batch()
         for message in messages:
@@ -253,11 +273,11 @@ class _QueueSender:
     def _succeeded(self) -> None:
         self._health.last_success_at = datetime.now(UTC)
 
-    async def _failed(self, exc: BaseException) -> None:
+    async def _failed(self, lane: _Lane, exc: BaseException) -> None:
         self._health.last_failure_at = datetime.now(UTC)
         self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
         logger.warning("Service Bus operation on %s failed: %r", self._queue, exc)
-        await self._close_sender()
+        await lane.close()
 
 
 class ServiceBusTransport:
@@ -270,6 +290,7 @@ class ServiceBusTransport:
         operation_timeout: Seconds one operation may take including the SDK's retries
             (``asyncio.TimeoutError`` -> raised as ``TimeoutError``).
         max_batch_messages: Most messages gathered from concurrent callers into one send.
+        senders_per_queue: Senders (AMQP links) per queue working through its operations.
     """
 
     def __init__(
@@ -278,10 +299,12 @@ class ServiceBusTransport:
         *,
         operation_timeout: float = 30.0,
         max_batch_messages: int = 500,
+        senders_per_queue: int = 2,
     ) -> None:
         self._client = client
         self._timeout = operation_timeout
         self._max_batch_messages = max_batch_messages
+        self._senders_per_queue = senders_per_queue
         self._senders: dict[str, _QueueSender] = {}
         self.health = ServiceBusHealth()
 
@@ -302,6 +325,7 @@ class ServiceBusTransport:
                 timeout=self._timeout,
                 max_batch_messages=self._max_batch_messages,
                 health=self.health,
+                lanes=self._senders_per_queue,
             )
             self._senders[queue] = sender
         return sender

@@ -21,7 +21,7 @@ from producer.api.schemas import (
 from producer.auth import Principal, PrincipalDep
 from producer.idempotency import IdempotencyKey, fingerprint, valid_key
 from producer.problems import Problem, problem_responses
-from producer.publisher import AcceptedEvent, Submission
+from producer.publisher import AcceptedEvent, EventPublisher, Submission
 
 router = APIRouter(tags=["events"])
 
@@ -82,8 +82,7 @@ def _accepted(item: AcceptedEvent) -> Accepted:
 class Ingest:
     """What every ingestion route needs from its request; call it with the events.
 
-    A class dependency so the four routes declare only their body: FastAPI resolves the
-    request, the caller, the publisher and the two headers once, here.
+    Built by :func:`ingest_dependency`, so the four routes declare only their body.
     """
 
     def __init__(
@@ -91,10 +90,10 @@ class Ingest:
         request: Request,
         response: Response,
         background: BackgroundTasks,
-        publisher: PublisherDep,
-        principal: PrincipalDep,
-        correlation_id: CorrelationId = None,
-        idempotency_key: IdempotencyKeyHeader = None,
+        publisher: EventPublisher,
+        principal: Principal,
+        correlation_id: str | None,
+        idempotency_key: str | None,
     ) -> None:
         self._request = request
         self._response = response
@@ -127,7 +126,26 @@ class Ingest:
         return [_accepted(a) for a in accepted]
 
 
-IngestDep = Annotated[Ingest, Depends()]
+async def ingest_dependency(
+    request: Request,
+    response: Response,
+    background: BackgroundTasks,
+    publisher: PublisherDep,
+    principal: PrincipalDep,
+    correlation_id: CorrelationId = None,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Ingest:
+    """FastAPI dependency: the request's :class:`Ingest`.
+
+    A coroutine, not the class itself: FastAPI runs a plain callable dependency (a class
+    included) in its thread pool, a thread hop per request (~5 % of the accept path's CPU).
+    """
+    return Ingest(
+        request, response, background, publisher, principal, correlation_id, idempotency_key
+    )
+
+
+IngestDep = Annotated[Ingest, Depends(ingest_dependency)]
 
 
 @router.post(

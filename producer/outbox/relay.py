@@ -92,12 +92,16 @@ def _stored_message(event: ClaimedEvent) -> ServiceBusMessage:
         KeyError: an attribute is missing.
     """
     document = json.loads(event.body)
+    if not isinstance(document, dict):
+        raise ValueError(f"the stored body is JSON {type(document).__name__}, not an object")
     return ServiceBusMessage(
         event.body,
         message_id=document["id"],
         subject=document["type"],
         content_type=STRUCTURED_CONTENT_TYPE,
         correlation_id=document.get("correlationid"),
+        # Sent at once only when due within SCHEDULE_THRESHOLD: still not visible early.
+        scheduled_enqueue_time_utc=event.deliver_at,
         application_properties={
             EVENT_TYPE_PROPERTY: document["type"],
             SCHEMA_VERSION_PROPERTY: document["schemaversion"],

@@ -129,6 +129,23 @@ def test_size_limit_counts_properties_and_defaults_to_standard_tier() -> None:
     assert encoded_size(message) > len(body.encode()) + len(envelope.id)
 
 
+@pytest.mark.parametrize("max_size", [4 * 1024, 16 * 1024, 40 * 1024, 60 * 1024])
+@pytest.mark.parametrize("fill", ["x", "\U0001f600"])
+def test_no_message_over_the_limit_is_returned_even_unmeasured(max_size: int, fill: str) -> None:
+    # Small bodies skip the precise AMQP encode: with every property at its longest and
+    # four bytes per character, a message either fits or is refused, never sent over.
+    longest = fill * 128
+    for length in range(1, max_size // 4, 7):
+        envelope = new_envelope(
+            notification(body=fill * length), source="/tests", correlationid=longest
+        ).model_copy(update={"id": longest})
+        try:
+            message = to_servicebus_message(envelope, max_size=max_size)
+        except MessageTooLarge:
+            continue  # refused after measuring: what the limit asks for
+        assert encoded_size(message) <= max_size
+
+
 @pytest.mark.parametrize(
     ("content_type", "properties", "reason", "mentions"),
     [
