@@ -69,6 +69,11 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
+    # SQLite has one writer at a time. With a pool, concurrent writers (group commits,
+    # relay claims and marks) meet in the busy handler, which sleeps and polls; one
+    # connection hands it over in arrival order instead (and the GIL-free part of the work
+    # still runs on aiosqlite's thread). Other processes on the same file still get the
+    # busy timeout. Callers must not check out a second connection while holding one.
     kwargs.setdefault("pool_size", 1)
     kwargs.setdefault("max_overflow", 0)
     engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
