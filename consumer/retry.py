@@ -23,6 +23,7 @@ re-send cannot be scheduled. See
 https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues#maximum-delivery-count
 """
 
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -116,6 +117,23 @@ async def call_with_immediate_retries(
         The last error, unchanged, when retries are used up or it is not transient.
     """
 
+    started = time.monotonic()
+    try:
+        return await call()
+    except Exception as error:
+        if policy.immediate_attempts == 0 or not (is_transient(error) and keep_going()):
+            raise
+        first_error = error
+    # The first call succeeds nearly always: build the tenacity machinery only now. Its
+    # first attempt re-raises the first failure, so stop, wait, retry and before_sleep
+    # see the same attempts as if tenacity had made the first call.
+    replayed: list[Exception] = [first_error]
+
+    async def attempt() -> T:
+        if replayed:
+            raise replayed.pop()
+        return await call()
+
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is not None and state.outcome is not None:
             error = state.outcome.exception()
@@ -123,7 +141,8 @@ async def call_with_immediate_retries(
                 on_retry(error)
 
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.immediate_attempts + 1) | stop_before_delay(budget),
+        stop=stop_after_attempt(policy.immediate_attempts + 1)
+        | stop_before_delay(budget - (time.monotonic() - started)),
         wait=wait_exponential_jitter(
             multiplier=policy.immediate_initial_delay,
             max=policy.immediate_max_delay,
@@ -133,7 +152,7 @@ async def call_with_immediate_retries(
         before_sleep=before_sleep,
         reraise=True,
     )
-    return await retrying(call)
+    return await retrying(attempt)
 
 
 @dataclass(frozen=True)

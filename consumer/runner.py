@@ -84,6 +84,7 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
         "busy_wait_time": settings.busy_wait_time,
         "max_processing_time": settings.max_processing_time,
         "recycle_after_idle": settings.receiver_recycle_after_idle,
+        "receivers": settings.receivers_per_queue,
     }
     prefetch = settings.prefetch_count
     return [

@@ -14,8 +14,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
@@ -43,9 +44,9 @@ from consumer.retry import (
     fallback,
 )
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
-from consumer.runtime.routing import Router
+from consumer.runtime.routing import Route, Router
 from consumer.runtime.stats import QueueStats
-from contracts import ContractViolation, DeadLetterReason
+from contracts import ContractViolation, DeadLetterReason, EventEnvelope
 from contracts.servicebus import from_servicebus_message
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,11 @@ class QueueConfig:
     Attributes:
         name: Queue name.
         concurrency: Messages processed at once.
-        prefetch_count: SDK prefetch for the queue's receiver (0 = off).
+        receivers: Receivers (each its own AMQP connection and link) reading the queue.
+            Every call on one receiver is serialised and a settlement waits for the
+            service's answer, so one receiver settles one message per round trip; a
+            second one overlaps those round trips.
+        prefetch_count: SDK prefetch for each receiver (0 = off).
         max_message_count: Most messages asked for per receive call.
         max_wait_time: Receive wait while nothing is in flight (bounds shutdown latency).
         busy_wait_time: Receive wait while handlers run; settlements and lock renewals
@@ -75,6 +80,7 @@ class QueueConfig:
 
     name: str
     concurrency: int = 8
+    receivers: int = 2
     prefetch_count: int = 0
     max_message_count: int = 50
     max_wait_time: float = 2.0
@@ -86,9 +92,84 @@ class QueueConfig:
 
 
 @dataclass
-class _LockState:
-    lost: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+class _Lane:
+    """One receiver of the queue, with its own reconnect back-off."""
+
+    channel: ReceiverChannel | None = None
+    failures: int = 0
+
+
+class _LockKeeper:
+    """Renews one message's lock at half its remaining time until stopped or ``deadline``.
+
+    A timer rather than a task per message: most messages are settled long before a
+    renewal is due, so they cost one timer handle; a task runs only for a due renewal.
+    """
+
+    def __init__(
+        self,
+        channel: ReceiverChannel,
+        message: ServiceBusReceivedMessage,
+        deadline: float,
+        stats: QueueStats,
+        queue: str,
+    ) -> None:
+        self.lost = False
+        self._channel = channel
+        self._message = message
+        self._deadline = deadline
+        self._stats = stats
+        self._queue = queue
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._renewing: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._schedule()
+
+    def _schedule(self) -> None:
+        locked_until = self._message.locked_until_utc
+        if locked_until is None:
+            return
+        remaining = (locked_until - datetime.now(UTC)).total_seconds()
+        wait = max(remaining / 2, 0.0)
+        if self._loop.time() + wait >= self._deadline:
+            return  # maximum processing time: stop renewing
+        self._timer = self._loop.call_later(wait, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self._renewing = asyncio.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        try:
+            await self._channel.renew_lock(self._message)
+        except Exception as exc:
+            self.lost = True
+            self._stats.locks_lost += 1
+            logger.warning(
+                "cannot renew the lock of message %s on %s: %r",
+                self._message.message_id,
+                self._queue,
+                exc,
+            )
+            return
+        self._stats.lock_renewals += 1
+        if not self._stopped:
+            self._schedule()
+
+    async def stop(self) -> None:
+        """No more renewals; waits for one in progress (it uses the receiver)."""
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._renewing is not None:
+            await self._renewing
+
+
+class _HandlerCancelled(Exception):
+    """``cancel_handlers`` stopped the handler (shutdown): abandon the message."""
 
 
 @dataclass(frozen=True)
@@ -114,60 +195,81 @@ class QueueProcessor:
         self.config = config
         self._router = router
         self.stats = stats
-        self._channel: ReceiverChannel | None = None
+        self._lanes = [_Lane() for _ in range(max(1, config.receivers))]
         self._retired: list[ReceiverChannel] = []
         self._generation = 0
         self._sender = SenderChannel(client, config.name)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handler_tasks: set[asyncio.Task[Any]] = set()
         self._in_flight_by_generation: dict[int, int] = {}
+        # Messages received whose handler has not finished; only these count against
+        # receiving more. A handled message waiting for its settlement does not: it
+        # waits behind its receiver's lock, so a receiver's next receive call queues
+        # behind the settlements it caused, which bounds them.
+        self._unhandled: set[asyncio.Task[None]] = set()
+        self._reserved = 0
+        """Messages asked for by receive calls in progress."""
         self._slot_freed = asyncio.Event()
         # Handlers running at once; up to ``_lookahead`` more messages wait in hand (locked,
         # lock renewed) so a freed slot starts its next message without a receive round
-        # trip, and a message's settlement no longer occupies a handler slot.
+        # trip.
         self._handler_slots = asyncio.Semaphore(config.concurrency)
         self._lookahead = max(1, min(config.max_message_count, config.concurrency // 4))
+        self._capacity = config.concurrency + self._lookahead
+        # Tasks running a handler, for ``cancel_handlers``; those it cancelled.
+        self._in_handler: set[asyncio.Task[Any]] = set()
+        self._handler_cancels: set[asyncio.Task[Any]] = set()
         self._receiving_stopped = False
-        self._failures = 0
 
     @property
     def connected(self) -> bool:
-        """True while the receiver is attached and its last call succeeded."""
-        channel = self._channel
-        return channel is not None and channel.opened and not channel.broken
+        """True while every receiver is attached and its last call succeeded."""
+        return all(
+            lane.channel is not None and lane.channel.opened and not lane.channel.broken
+            for lane in self._lanes
+        )
 
     # -- receiving ---------------------------------------------------------------------
 
     async def receive_until(self, stop: asyncio.Event) -> None:
         """Receive and dispatch until ``stop`` is set. In-flight work continues after."""
+        try:
+            await asyncio.gather(*(self._receive(lane, stop) for lane in self._lanes))
+        finally:
+            self._receiving_stopped = True
+
+    async def _receive(self, lane: _Lane, stop: asyncio.Event) -> None:
         config = self.config
         while not stop.is_set():
-            channel = await self._current_channel(stop)
+            channel = await self._current_channel(lane, stop)
             if channel is None:
                 break
-            free = config.concurrency + self._lookahead - len(self._tasks)
+            free = self._capacity - len(self._unhandled) - self._reserved
             # Refill in batches: asking for one or two messages each time a slot frees
-            # costs a receive round trip per message on the one serialised receiver, and
+            # costs a receive round trip per message on a serialised receiver, and
             # settlements queue behind it. While others are in flight, wait until a
             # quarter of the slots (at most one receive batch) are free.
             if free < self._lookahead:
                 self._slot_freed.clear()
                 await _wait_any(self._slot_freed, stop)
                 continue
+            wanted = min(free, config.max_message_count)
             wait = config.busy_wait_time if self._tasks else config.max_wait_time
+            self._reserved += wanted
             try:
-                messages = await channel.receive(min(free, config.max_message_count), wait)
+                messages = await channel.receive(wanted, wait)
             except Exception as exc:
                 channel.broken = True
-                await self._back_off(stop, f"receive from {config.name} failed: {exc!r}")
+                await self._back_off(lane, stop, f"receive from {config.name} failed: {exc!r}")
                 continue
-            self._failures = 0
+            finally:
+                self._reserved -= wanted
+                self._slot_freed.set()  # what was not received is free for another receiver
+            lane.failures = 0
             for message in messages:
                 self._dispatch(channel, message)
-        self._receiving_stopped = True
 
-    async def _current_channel(self, stop: asyncio.Event) -> ReceiverChannel | None:
-        channel = self._channel
+    async def _current_channel(self, lane: _Lane, stop: asyncio.Event) -> ReceiverChannel | None:
+        channel = lane.channel
         if channel is not None and not channel.broken:
             idle = time.monotonic() - channel.last_message_at
             recycle = self.config.recycle_after_idle
@@ -175,9 +277,9 @@ class QueueProcessor:
                 return channel
             logger.info("receiver on %s got nothing for %.0f s: recreating", self.config.name, idle)
         while not stop.is_set():
-            if self._channel is not None:
-                self._retire(self._channel)
-                self._channel = None
+            if lane.channel is not None:
+                self._retire(lane.channel)
+                lane.channel = None
                 self.stats.receiver_restarts += 1
             self._generation += 1
             fresh = ReceiverChannel(
@@ -190,16 +292,17 @@ class QueueProcessor:
                 await fresh.open()
             except Exception as exc:
                 await fresh.close()
-                await self._back_off(stop, f"cannot open receiver on {self.config.name}: {exc!r}")
+                what = f"cannot open receiver on {self.config.name}: {exc!r}"
+                await self._back_off(lane, stop, what)
                 continue
-            self._channel = fresh
+            lane.channel = fresh
             logger.info("receiving from %s", self.config.name)
             return fresh
         return None
 
-    async def _back_off(self, stop: asyncio.Event, what: str) -> None:
-        self._failures += 1
-        delay = _reconnect_wait(self._failures)
+    async def _back_off(self, lane: _Lane, stop: asyncio.Event, what: str) -> None:
+        lane.failures += 1
+        delay = _reconnect_wait(lane.failures)
         logger.warning("%s; retrying in %.1f s", what, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
@@ -231,9 +334,11 @@ class QueueProcessor:
             self._process(channel, message), name=f"process:{self.config.name}"
         )
         self._tasks.add(task)
+        self._unhandled.add(task)
 
         def finished(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
+            self._unhandled.discard(done)
             self.stats.in_flight -= 1
             left = self._in_flight_by_generation[generation] - 1
             self._in_flight_by_generation[generation] = left
@@ -249,22 +354,16 @@ class QueueProcessor:
     async def _process(self, channel: ReceiverChannel, message: ServiceBusReceivedMessage) -> None:
         started = time.monotonic()
         with telemetry.process_span(self.config.name, message) as span:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self.config.max_processing_time
-            lock = _LockState()
-            renewal = asyncio.create_task(self._keep_lock(channel, message, deadline, lock))
+            deadline = asyncio.get_running_loop().time() + self.config.max_processing_time
+            lock = _LockKeeper(channel, message, deadline, self.stats, self.config.name)
             try:
-                async with self._handler_slots:
-                    if self._receiving_stopped:  # a look-ahead message, not started
-                        outcome: _Outcome = Abandon("shutting down before the handler started")
-                    else:
-                        outcome = await self._handle(message, deadline, lock)
+                outcome = await self._run_handler(message, deadline, lock)
             except Exception as exc:  # a bug in the runtime itself: never lose the worker
                 logger.exception("processing message %s failed unexpectedly", message.message_id)
                 outcome = Abandon(describe(exc))
             finally:
-                lock.done.set()
-                await renewal
+                self._handled()
+                await lock.stop()
             if lock.lost or outcome is None:
                 logger.warning(
                     "lock lost on message %s (%s); it will be redelivered",
@@ -276,8 +375,23 @@ class QueueProcessor:
             label, reason = await self._settle(channel, message, outcome)
             telemetry.record_processed(span, self.config.name, label, started, reason)
 
+    def _handled(self) -> None:
+        """The current message's handler is done: its slot can be refilled."""
+        task = asyncio.current_task()
+        if task in self._unhandled:
+            self._unhandled.discard(task)
+            self._slot_freed.set()
+
+    async def _run_handler(
+        self, message: ServiceBusReceivedMessage, deadline: float, lock: _LockKeeper
+    ) -> _Outcome:
+        async with self._handler_slots:
+            if self._receiving_stopped:  # a look-ahead message, not started
+                return Abandon("shutting down before the handler started")
+            return await self._handle(message, deadline, lock)
+
     async def _handle(
-        self, message: ServiceBusReceivedMessage, deadline: float, lock: _LockState
+        self, message: ServiceBusReceivedMessage, deadline: float, lock: _LockKeeper
     ) -> _Outcome:
         try:
             envelope = from_servicebus_message(message)
@@ -295,34 +409,9 @@ class QueueProcessor:
                 ConsumerDeadLetterReason.UNHANDLED_EVENT_TYPE.value,
                 f"no handler for {envelope.type} in this consumer",
             )
-        state = RetryState.from_properties(text_properties(message), message.message_id)
-        loop = asyncio.get_running_loop()
-
-        def retried(error: BaseException) -> None:
-            self.stats.immediate_retries += 1
-            logger.info("retrying %s (%s) in process: %s", envelope.id, route.name, describe(error))
-
-        async def attempt() -> bool | None:
-            return await route.handler(envelope)
-
-        async def run() -> bool | None:
-            async with asyncio.timeout_at(deadline):
-                return await call_with_immediate_retries(
-                    attempt,
-                    route.policy,
-                    budget=max(0.0, deadline - loop.time()),
-                    on_retry=retried,
-                    keep_going=lambda: not lock.lost,
-                )
-
-        task = asyncio.create_task(run(), name=f"handler:{route.name}")
-        self._handler_tasks.add(task)
         try:
-            result = await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+            result = await self._call_handler(route, envelope, deadline, lock)
+        except _HandlerCancelled:
             return Abandon("shutting down before the handler finished")
         except DeliverLater as later:
             return Schedule(
@@ -333,64 +422,74 @@ class QueueProcessor:
         except Exception as error:
             if lock.lost:
                 return None
-            logger.warning(
-                "%s failed on %s (event %s, attempt %d, delivery %s): %s",
-                route.name,
-                self.config.name,
-                envelope.id,
-                state.attempt,
-                message.delivery_count,
-                describe(error),
-            )
-            return decide(
-                error,
-                policy=route.policy,
-                state=state,
-                event_id=envelope.id,
-                delivery_count=message.delivery_count or 0,
-                max_delivery_count=self.config.max_delivery_count,
-            )
-        finally:
-            self._handler_tasks.discard(task)
+            return self._decide(message, envelope, route, error)
         if result is not False:
             telemetry.record_end_to_end(self.config.name, envelope.type, envelope.time)
         return _Complete(duplicate=result is False)
 
-    async def _keep_lock(
-        self,
-        channel: ReceiverChannel,
-        message: ServiceBusReceivedMessage,
-        deadline: float,
-        lock: _LockState,
-    ) -> None:
-        """Renew the lock at half its remaining time until done or ``deadline``."""
-        loop = asyncio.get_running_loop()
-        while not lock.done.is_set():
-            locked_until = message.locked_until_utc
-            if locked_until is None:
-                return
-            remaining = (locked_until - datetime.now(UTC)).total_seconds()
-            wait = max(remaining / 2, 0.0)
-            if loop.time() + wait >= deadline:
-                return  # maximum processing time: stop renewing
-            try:
-                await asyncio.wait_for(lock.done.wait(), wait)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await channel.renew_lock(message)
-            except Exception as exc:
-                lock.lost = True
-                self.stats.locks_lost += 1
-                logger.warning(
-                    "cannot renew the lock of message %s on %s: %r",
-                    message.message_id,
-                    self.config.name,
-                    exc,
+    async def _call_handler(
+        self, route: Route, envelope: EventEnvelope, deadline: float, lock: _LockKeeper
+    ) -> bool | None:
+        """Run the handler with its in-process retries, within ``deadline``.
+
+        Awaited in the message's own task rather than a task of its own (a task per
+        message costs measurable CPU at thousands of messages a second):
+        ``cancel_handlers`` cancels the message's task while it is in here.
+        """
+
+        def retried(error: BaseException) -> None:
+            self.stats.immediate_retries += 1
+            logger.info("retrying %s (%s) in process: %s", envelope.id, route.name, describe(error))
+
+        task = asyncio.current_task()
+        assert task is not None
+        self._in_handler.add(task)
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await call_with_immediate_retries(
+                    partial(route.handler, envelope),
+                    route.policy,
+                    budget=max(0.0, deadline - asyncio.get_running_loop().time()),
+                    on_retry=retried,
+                    keep_going=lambda: not lock.lost,
                 )
-                return
-            self.stats.lock_renewals += 1
+        except asyncio.CancelledError:
+            if task in self._handler_cancels and task.cancelling() == 1:
+                raise _HandlerCancelled from None  # by cancel_handlers alone
+            raise
+        finally:
+            self._in_handler.discard(task)
+            if task in self._handler_cancels:
+                # Withdraw our cancellation request (also when the handler swallowed it),
+                # so that only other cancellations of the task remain.
+                self._handler_cancels.discard(task)
+                task.uncancel()
+
+    def _decide(
+        self,
+        message: ServiceBusReceivedMessage,
+        envelope: EventEnvelope,
+        route: Route,
+        error: Exception,
+    ) -> Decision:
+        state = RetryState.from_properties(text_properties(message), message.message_id)
+        logger.warning(
+            "%s failed on %s (event %s, attempt %d, delivery %s): %s",
+            route.name,
+            self.config.name,
+            envelope.id,
+            state.attempt,
+            message.delivery_count,
+            describe(error),
+        )
+        return decide(
+            error,
+            policy=route.policy,
+            state=state,
+            event_id=envelope.id,
+            delivery_count=message.delivery_count or 0,
+            max_delivery_count=self.config.max_delivery_count,
+        )
 
     # -- settlement --------------------------------------------------------------------
 
@@ -487,15 +586,19 @@ class QueueProcessor:
 
     def cancel_handlers(self) -> int:
         """Cancel running handlers (their messages are then abandoned); returns how many."""
-        handlers = [task for task in self._handler_tasks if not task.done()]
-        for task in handlers:
+        running = list(self._in_handler)
+        for task in running:
+            self._handler_cancels.add(task)
             task.cancel()
-        return len(handlers)
+        return len(running)
 
     async def close(self) -> None:
         """Close receivers and the sender."""
-        channels = [c for c in (self._channel, *self._retired) if c is not None]
-        self._channel, self._retired = None, []
+        channels = [lane.channel for lane in self._lanes if lane.channel is not None]
+        channels += self._retired
+        for lane in self._lanes:
+            lane.channel = None
+        self._retired = []
         for channel in channels:
             await channel.close()
         await self._sender.close()

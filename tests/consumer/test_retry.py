@@ -153,3 +153,32 @@ async def test_immediate_retries_stop_at_the_budget_and_on_permanent_errors() ->
     with pytest.raises(TimeoutError):
         await call_with_immediate_retries(down, slow_policy, budget=1)  # 5 s backoff > 1 s budget
     assert len(calls) == 1
+
+
+async def test_immediate_retries_report_each_retry_and_stop_when_told() -> None:
+    errors: list[BaseException] = []
+    calls: list[int] = []
+
+    async def twice_down() -> str:
+        calls.append(1)
+        if len(calls) <= 2:
+            raise TimeoutError(f"slow {len(calls)}")
+        return "ok"
+
+    policy = RetryPolicy(immediate_attempts=3, immediate_initial_delay=0.001)
+    result = await call_with_immediate_retries(
+        twice_down, policy, budget=10, on_retry=errors.append
+    )
+    assert result == "ok"
+    assert [str(e) for e in errors] == ["slow 1", "slow 2"]
+
+    calls.clear()
+    with pytest.raises(TimeoutError):
+        await call_with_immediate_retries(twice_down, policy, budget=10, keep_going=lambda: False)
+    assert len(calls) == 1
+
+    calls.clear()
+    no_retries = RetryPolicy(immediate_attempts=0)
+    with pytest.raises(TimeoutError):
+        await call_with_immediate_retries(twice_down, no_retries, budget=10)
+    assert len(calls) == 1

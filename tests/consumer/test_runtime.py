@@ -13,7 +13,9 @@ from azure.servicebus.aio import ServiceBusClient
 from consumer.errors import PermanentError, TransientError
 from consumer.handlers.audit import AuditHandler
 from consumer.retry import RetryPolicy
+from consumer.runner import queue_configs
 from consumer.runtime.routing import Route
+from consumer.settings import ConsumerSettings
 from consumer.stores.audit import AuditStore
 from consumer.stores.database import Database
 from contracts import AUDIT_EVENT_TYPE, NOTIFICATION_EVENT_TYPE, EventEnvelope
@@ -371,3 +373,11 @@ async def test_quiet_receiver_is_recreated_and_still_receives(
         return await store.count() == 1
 
     await eventually(stored)
+
+
+def test_receivers_per_queue_applies_to_both_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "CONSUMER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE", "example.servicebus.windows.net"
+    )
+    monkeypatch.setenv("CONSUMER_RECEIVERS_PER_QUEUE", "3")
+    assert [config.receivers for config in queue_configs(ConsumerSettings())] == [3, 3]
