@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumer.stores.chain import GENESIS_HASH, record_hash, timestamp
 from consumer.stores.database import Database, as_utc
@@ -183,13 +184,7 @@ class AuditStore:
             new = await self._inbox.record_many(
                 connection, INBOX_HANDLER, [e.id for e in envelopes], now
             )
-            head = (
-                await connection.execute(
-                    select(audit_chain_head.c.seq, audit_chain_head.c.hash)
-                    .where(audit_chain_head.c.id == 1)
-                    .with_for_update()
-                )
-            ).one()
+            head = await _lock_head(connection)
             seq, previous = int(head.seq), str(head.hash)
             rows: list[dict[str, Any]] = []
             results: list[bool] = []
@@ -218,13 +213,7 @@ class AuditStore:
             async with self._db.write() as connection:
                 if not await self._inbox.record(connection, INBOX_HANDLER, envelope.id, now):
                     return False
-                head = (
-                    await connection.execute(
-                        select(audit_chain_head.c.seq, audit_chain_head.c.hash)
-                        .where(audit_chain_head.c.id == 1)
-                        .with_for_update()
-                    )
-                ).one()
+                head = await _lock_head(connection)
                 record = _record(envelope, int(head.seq) + 1, head.hash, now)
                 digest = record_hash(record.hashed_content())
                 values = {**record.__dict__, "hash": digest}
@@ -333,6 +322,17 @@ class AuditStore:
 
 GROUP_MAX = 200
 """Most events appended in one transaction."""
+
+
+async def _lock_head(connection: AsyncConnection) -> Row[Any, Any]:
+    """The chain head (``seq``, ``hash``), locked for this transaction on PostgreSQL."""
+    return (
+        await connection.execute(
+            select(audit_chain_head.c.seq, audit_chain_head.c.hash)
+            .where(audit_chain_head.c.id == 1)
+            .with_for_update()
+        )
+    ).one()
 
 
 def _record(envelope: AuditEnvelope, seq: int, prev_hash: str, now: datetime) -> AuditRecord:

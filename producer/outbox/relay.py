@@ -198,16 +198,7 @@ class Relay:
         messages were already built (``messages``, by event id). Never raises: on failure
         the rows are released for the relay loop.
         """
-        events = [
-            ClaimedEvent(
-                id=r.id,
-                queue=r.queue,
-                body=r.body,
-                deliver_at=r.deliver_at,
-                trace_context=r.trace_context,
-            )
-            for r in rows
-        ]
+        events = [ClaimedEvent.of(r) for r in rows]
         try:
             await self._publish(claim, events, messages)
         except Exception as exc:

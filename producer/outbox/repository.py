@@ -60,6 +60,17 @@ class ClaimedEvent:
     deliver_at: datetime | None
     trace_context: str | None = None
 
+    @classmethod
+    def of(cls, row: "Row[Any] | NewEvent") -> "ClaimedEvent":
+        """The publishable part of a claimed row, or of a row this process just inserted."""
+        return cls(
+            id=row.id,
+            queue=row.queue,
+            body=row.body,
+            deliver_at=row.deliver_at,
+            trace_context=row.trace_context,
+        )
+
 
 @dataclass(frozen=True)
 class OutboxRecord:
@@ -104,16 +115,7 @@ class IdempotencyRecord:
 def _claimed(rows: Sequence[Row[Any]]) -> list[ClaimedEvent]:
     """Claimed rows, oldest first (RETURNING gives no order)."""
     ordered = sorted(rows, key=lambda r: (r.accepted_at, r.id))
-    return [
-        ClaimedEvent(
-            id=r.id,
-            queue=r.queue,
-            body=r.body,
-            deliver_at=r.deliver_at,
-            trace_context=r.trace_context,
-        )
-        for r in ordered
-    ]
+    return [ClaimedEvent.of(r) for r in ordered]
 
 
 _CLAIM_COLUMNS = (

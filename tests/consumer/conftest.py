@@ -296,3 +296,22 @@ async def webhook_receiver() -> AsyncIterator[WebhookReceiver]:
         yield receiver
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A consumer store URL, once on SQLite and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+async def database(store_url: str) -> AsyncIterator[Database]:
+    """The migrated store at ``store_url`` (migrating twice: it must be idempotent)."""
+    db = Database(store_url)
+    await db.migrate()
+    await db.migrate()
+    yield db
+    await db.close()

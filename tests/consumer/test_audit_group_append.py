@@ -7,11 +7,8 @@ cannot be written fails alone while the others of its group are recorded.
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy.exc import IntegrityError
 
 from consumer.stores.audit import GROUP_MAX, AuditQuery, AuditStore
@@ -19,22 +16,6 @@ from consumer.stores.database import Database
 from consumer.stores.inbox import Inbox
 from contracts import AuditEnvelope
 from tests.consumer.conftest import audit_envelope
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def database(store_url: str) -> AsyncIterator[Database]:
-    db = Database(store_url)
-    await db.migrate()
-    yield db
-    await db.close()
 
 
 def unwritable(envelope: AuditEnvelope) -> AuditEnvelope:

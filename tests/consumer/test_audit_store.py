@@ -1,32 +1,12 @@
 """Audit store: hash chain, idempotency, concurrency, tamper detection (SQLite and PostgreSQL)."""
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 
 from consumer.stores.audit import AuditQuery, AuditStore
 from consumer.stores.database import Database
 from tests.consumer.conftest import audit_envelope
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
-@pytest.fixture
-async def database(store_url: str) -> AsyncIterator[Database]:
-    db = Database(store_url)
-    await db.migrate()
-    await db.migrate()  # idempotent
-    yield db
-    await db.close()
 
 
 async def test_concurrent_appends_form_one_valid_chain(database: Database) -> None:
