@@ -23,6 +23,7 @@ Example (see ``examples/orders_app.py`` for a complete application)::
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -148,9 +149,9 @@ class GroupCommit:
     def __init__(self, publisher: "EventPublisher", max_rows: int = 500) -> None:
         self._publisher = publisher
         self._max_rows = max_rows
-        self._pending: list[
+        self._pending: deque[
             tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]
-        ] = []
+        ] = deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -179,10 +180,10 @@ class GroupCommit:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
-                group, size = [self._pending.pop(0)], 0
+                group = [self._pending.popleft()]
                 size = len(group[0][0])
                 while self._pending and size + len(self._pending[0][0]) <= self._max_rows:
-                    group.append(self._pending.pop(0))
+                    group.append(self._pending.popleft())
                     size += len(group[-1][0])
                 await self._commit(group)
 
@@ -357,8 +358,10 @@ class EventPublisher:
                 event is written when the session flushes and exists only if the caller
                 commits; publication starts after that commit. The session must use the
                 outbox database.
-            background: FastAPI ``BackgroundTasks`` to run the publish after the response;
-                otherwise it runs as a task of this publisher right after commit.
+            background: Not used by this method (kept for compatibility): an event
+                committed in its own transaction is published by a task of this
+                publisher right after the commit that holds it, together with the events
+                of concurrent calls committed in the same transaction.
             source, subject, correlation_id: See :meth:`envelope` (ignored for envelopes).
             deliver_at: Scheduled enqueue time (aware); default the notification's
                 ``deliver_at``, if any.
@@ -394,7 +397,8 @@ class EventPublisher:
         Args:
             submissions: The events, in order.
             session: Join this session's transaction (see :meth:`publish`).
-            background: Run the publish as a FastAPI background task.
+            background: Run the publish as a FastAPI background task; used only with
+                ``idempotency`` (other events are published right after their commit).
             idempotency: Record the caller's ``Idempotency-Key``: if it was used before
                 with the same fingerprint, nothing is written and the original events are
                 returned (``replayed=True``). Not combinable with ``session``.
