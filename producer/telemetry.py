@@ -31,6 +31,7 @@ from opentelemetry.trace import Link, SpanKind
 from common import messaging as sem
 
 tracer = trace.get_tracer("servicebus_events.producer")
+_UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 meter = metrics.get_meter("servicebus_events.producer")
 
 _sent = meter.create_counter(
@@ -47,6 +48,10 @@ def creation_context(queue: str, event_id: str, event_type: str) -> str | None:
 
     Returns ``None`` when tracing is off (nothing to store).
     """
+    if isinstance(trace.get_tracer_provider(), _UNCONFIGURED):
+        # No provider (exporter "none"): the span would be a no-op and carry no context;
+        # skip building it on every accepted event.
+        return None
     with tracer.start_as_current_span(
         f"create {queue}",
         kind=SpanKind.PRODUCER,
