@@ -6,6 +6,8 @@ Service Bus duplicate detection).
 """
 
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,21 +80,49 @@ def outage(
     return worst
 
 
+@dataclass
+class Run:
+    """Replicas under load, with a receiver counting what reaches the queue."""
+
+    replicas: list[Producer]
+    load: Load
+    watcher: Watcher
+    exit_codes: list[int] = field(default_factory=list)
+    """The replicas' exit codes, filled in when :func:`under_load` ends."""
+
+
+@contextmanager
+def under_load(
+    tmp_path: Path, emulator: Emulator, caller: Caller, database_url: str, names: list[str]
+) -> Iterator[Run]:
+    """Start one producer per name, a watcher on the queue and the load; stop all after."""
+    replicas = [
+        Producer(
+            name,
+            tmp_path,
+            connection_string=emulator.connection_string,
+            database_url=database_url,
+            callers=[caller],
+        )
+        for name in names
+    ]
+    for replica in replicas:
+        replica.start()
+    run = Run(replicas, Load([r.base_url for r in replicas], caller), Watcher(emulator))
+    try:
+        run.load.start()
+        yield run
+    finally:
+        run.load.stop()
+        run.watcher.stop()
+        run.exit_codes.extend(replica.stop() for replica in replicas)
+
+
 def test_kill_9_under_load_loses_nothing(
     tmp_path: Path, emulator: Emulator, caller: Caller
 ) -> None:
-    producer = Producer(
-        "producer",
-        tmp_path,
-        connection_string=emulator.connection_string,
-        database_url=sqlite_url(tmp_path),
-        callers=[caller],
-    )
-    producer.start()
-    watcher = Watcher(emulator)
-    load = Load([producer.base_url], caller)
-    try:
-        load.start()
+    with under_load(tmp_path, emulator, caller, sqlite_url(tmp_path), ["producer"]) as run:
+        [producer], load, watcher = run.replicas, run.load, run.watcher
         load.wait_for(120)
         producer.kill()
         killed_at = load.count()
@@ -102,10 +132,6 @@ def test_kill_9_under_load_loses_nothing(
 
         tally = finish(load, watcher, [producer], "kill -9")
         print(f"[kill -9] accepted but not yet received when killed: {unpublished_at_kill}")
-    finally:
-        load.stop()
-        watcher.stop()
-        producer.stop()
 
     assert tally.accepted >= 220
     assert tally.lost == 0
@@ -115,29 +141,16 @@ def test_kill_9_under_load_loses_nothing(
 def test_service_bus_outage_under_load_loses_nothing(
     tmp_path: Path, emulator: Emulator, caller: Caller
 ) -> None:
-    producer = Producer(
-        "producer",
-        tmp_path,
-        connection_string=emulator.connection_string,
-        database_url=sqlite_url(tmp_path),
-        callers=[caller],
-    )
-    producer.start()
-    watcher = Watcher(emulator)
-    load = Load([producer.base_url], caller)
-    try:
-        load.start()
+    with under_load(tmp_path, emulator, caller, sqlite_url(tmp_path), ["producer"]) as run:
+        load, watcher = run.load, run.watcher
         load.wait_for(100)
-        seen = outage(emulator, load, watcher, [producer])
+        seen = outage(emulator, load, watcher, run.replicas)
         load.wait_for(load.count() + 100)
 
-        tally = finish(load, watcher, [producer], "Service Bus outage")
+        tally = finish(load, watcher, run.replicas, "Service Bus outage")
         print(f"[Service Bus outage] while down: {seen}", flush=True)
-    finally:
-        load.stop()
-        watcher.stop()
-        assert producer.stop() == 0
 
+    assert run.exit_codes == [0]
     assert seen["accepted_while_down"] > 0
     assert seen["backlog"] > 0  # readiness reported the backlog ...
     assert seen["http_status"] == 503  # ... and that Service Bus was unreachable
@@ -149,22 +162,9 @@ def test_service_bus_outage_under_load_loses_nothing(
 def test_two_replicas_on_postgresql_survive_kill_9_and_an_outage(
     tmp_path: Path, emulator: Emulator, caller: Caller, postgres_url: str
 ) -> None:
-    replicas = [
-        Producer(
-            name,
-            tmp_path,
-            connection_string=emulator.connection_string,
-            database_url=postgres_url,
-            callers=[caller],
-        )
-        for name in ("replica-a", "replica-b")
-    ]
-    for replica in replicas:
-        replica.start()
-    watcher = Watcher(emulator)
-    load = Load([r.base_url for r in replicas], caller)
-    try:
-        load.start()
+    names = ["replica-a", "replica-b"]
+    with under_load(tmp_path, emulator, caller, postgres_url, names) as run:
+        replicas, load, watcher = run.replicas, run.load, run.watcher
         load.wait_for(120)
         replicas[0].kill()
         killed_at = load.count()
@@ -181,11 +181,6 @@ def test_two_replicas_on_postgresql_survive_kill_9_and_an_outage(
             f"{unpublished_at_kill}; while Service Bus was down: {seen}; "
             f"per-replica stats since their last start: {stats}"
         )
-    finally:
-        load.stop()
-        watcher.stop()
-        for replica in replicas:
-            replica.stop()
 
     assert seen["accepted_while_down"] > 0
     assert seen["backlog"] > 0
