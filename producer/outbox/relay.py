@@ -205,12 +205,15 @@ class Relay:
             logger.info("fast-path publish failed (%r); the relay will retry", exc)
             self.notify()
 
-    async def run(self, loops: int = 2) -> None:
+    async def run(self, loops: int = 4) -> None:
         """Relay loop; returns once :meth:`request_stop` was called.
 
-        ``loops`` cycles run concurrently, so one claims and records rows in the database
-        while another's batch is on the wire (claims never overlap: leases, and SKIP
-        LOCKED on PostgreSQL).
+        ``loops`` cycles run concurrently, so some claim and record rows in the database
+        while the batches of others are being encoded or are on the wire (claims never
+        overlap: leases, and SKIP LOCKED on PostgreSQL). Four rather than two: draining a
+        30,000-row backlog into the emulator, four loops published 15-60 % more rows per
+        second than two on both SQLite and PostgreSQL (interleaved runs, 2-core machine);
+        an idle loop costs one claim query per ``poll_interval``.
         """
         await asyncio.gather(*(self._loop() for _ in range(loops)))
 

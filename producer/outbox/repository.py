@@ -15,9 +15,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    and_,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from producer.outbox.models import OutboxStatus, idempotency_keys, outbox
 
@@ -25,6 +39,54 @@ Executor = AsyncConnection | AsyncSession
 """Where an insert runs: the producer's own connection or an application's session."""
 
 _MAX_ERROR_LENGTH = 1000
+
+
+# --- query plans ---------------------------------------------------------------------------
+# Without fresh statistics (a new table, or statistics taken while almost every row was
+# published) both SQLite and PostgreSQL estimate ``status = 'accepted'`` to match a handful
+# of rows, so they drive the relay's queries from the index on ``status``: every claim and
+# every ``id IN (...)`` update then visits the whole backlog (and PostgreSQL sorts it) --
+# O(backlog) per batch just when a backlog has to be drained. The helpers below keep the
+# plans that are right whatever the statistics say.
+
+
+class _Likely(FunctionElement[bool]):
+    """SQLite's ``likely(X)`` (X, and a hint that it is usually true); plain X elsewhere.
+
+    Untyped on purpose: a ``Boolean`` function is rendered ``likely(X) = 1`` on SQLite,
+    which no longer matches the partial index's ``WHERE``.
+    """
+
+    name = "likely"
+    inherit_cache = True
+
+
+@compiles(_Likely)
+def _likely_plain(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.clauses, **kw)
+
+
+@compiles(_Likely, "sqlite")
+def _likely_sqlite(element: _Likely, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"likely({compiler.process(element.clauses, **kw)})"
+
+
+_PENDING = _Likely(outbox.c.status == literal_column(f"'{OutboxStatus.ACCEPTED.value}'"))
+"""``status = 'accepted'`` that walks the partial index ``ix_producer_outbox_pending``.
+
+The literal (not a bound parameter) lets SQLite match the index's ``WHERE``; ``likely``
+stops SQLite from preferring ``ix_producer_outbox_finished`` plus a sort of all pending rows.
+"""
+
+
+def _still(status: OutboxStatus) -> ColumnElement[bool]:
+    """``status = <status>`` as a filter only, never the index that finds the rows.
+
+    For updates that find their rows by id or lease owner: ``status || ''`` matches no index,
+    so the planner looks the rows up by their key instead of scanning every row in
+    ``status`` (the whole backlog, for ``accepted``).
+    """
+    return outbox.c.status.op("||")(literal_column("''")) == status.value
 
 
 @dataclass(frozen=True)
@@ -240,17 +302,14 @@ class OutboxRepository:
         free = or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now)
         candidates = (
             select(outbox.c.id)
-            .where(outbox.c.status == OutboxStatus.ACCEPTED.value, free)
+            .where(_PENDING, free)
             .order_by(outbox.c.accepted_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
             update(outbox)
-            .where(
-                outbox.c.id.in_(candidates),
-                outbox.c.status == OutboxStatus.ACCEPTED.value,
-            )
+            .where(outbox.c.id.in_(candidates), _still(OutboxStatus.ACCEPTED))
             .values(
                 lease_owner=claim,
                 lease_until=now + self.lease,
@@ -259,6 +318,11 @@ class OutboxRepository:
             .returning(*_CLAIM_COLUMNS)
         )
         async with self.engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Walk the pending index in accepted_at order and stop after ``limit``
+                # free rows, rather than fetch and sort every pending row, which is
+                # what PostgreSQL picks when it believes few rows are pending.
+                await connection.execute(text("SET LOCAL enable_sort = off"))
             rows = (await connection.execute(statement)).all()
         return _claimed(rows)
 
@@ -270,7 +334,7 @@ class OutboxRepository:
         """
         statement = (
             update(outbox)
-            .where(outbox.c.lease_owner == claim, outbox.c.status == OutboxStatus.ACCEPTED.value)
+            .where(outbox.c.lease_owner == claim, _still(OutboxStatus.ACCEPTED))
             .values(lease_until=now + self.lease, attempts=outbox.c.attempts + 1)
             .returning(*_CLAIM_COLUMNS)
         )
@@ -285,7 +349,7 @@ class OutboxRepository:
         async with self.engine.begin() as connection:
             await connection.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(ids), outbox.c.status == OutboxStatus.ACCEPTED.value)
+                .where(outbox.c.id.in_(ids), _still(OutboxStatus.ACCEPTED))
                 .values(
                     status=OutboxStatus.PUBLISHED.value,
                     finished_at=now,
@@ -342,7 +406,7 @@ class OutboxRepository:
                 .where(
                     outbox.c.id.in_(ids),
                     outbox.c.lease_owner == claim,
-                    outbox.c.status == OutboxStatus.ACCEPTED.value,
+                    _still(OutboxStatus.ACCEPTED),
                 )
                 .values(**values)
             )
