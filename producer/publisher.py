@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
+from common.futures import fail, resolve
 from common.servicebus import open_servicebus_client
 from contracts import (
     AUDIT_EVENT_TYPE,
@@ -214,18 +215,18 @@ class GroupCommit:
                         )
                 except Exception as exc:
                     failed.add(index)
-                    _settle(item[2], exc)
+                    fail(item[2], exc)
                 else:
-                    _settle(item[2], None)
+                    resolve(item[2], None)
         except BaseException as exc:
             for item in group:
-                _settle(item[2], exc)
+                fail(item[2], exc)
             if not isinstance(exc, Exception):
                 raise
             return
         else:
             for item in group:
-                _settle(item[2], None)
+                resolve(item[2], None)
         committed = [
             row for index, item in enumerate(group) if index not in failed for row in item[0]
         ]
@@ -236,15 +237,6 @@ class GroupCommit:
             return
         messages = {k: v for item in group for k, v in item[1].items()}
         publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
-
-
-def _settle(future: "asyncio.Future[None]", exc: BaseException | None) -> None:
-    if future.done():
-        return
-    if exc is None:
-        future.set_result(None)
-    else:
-        future.set_exception(exc)
 
 
 class EventPublisher:

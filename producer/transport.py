@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 from azure.servicebus.exceptions import MessageNotFoundError, MessageSizeExceededError
 
+from common.futures import fail, resolve
+
 logger = logging.getLogger(__name__)
-_T = TypeVar("_T")
 
 
 class MessageTooLargeError(Exception):
@@ -87,17 +87,6 @@ class _Cancel:
 
 
 _Operation = _Send | _Schedule | _Cancel
-
-
-def _resolve(future: "asyncio.Future[_T]", value: "_T") -> None:
-    """Set a result unless the caller stopped waiting (a cancelled await cancels it)."""
-    if not future.done():
-        future.set_result(value)
-
-
-def _fail(future: "asyncio.Future[Any]", exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
 
 
 class _Lane:
@@ -192,13 +181,13 @@ class _QueueSender:
         except Exception as exc:
             await self._failed(lane, exc)
             for send in sends:
-                _fail(send.done, exc)
+                fail(send.done, exc)
             self._fail_queued_sends(exc)
             return
         self._succeeded()
         for send in sends:
             ids = {str(m.message_id) for m in send.messages}
-            _resolve(send.done, too_large & ids)
+            resolve(send.done, too_large & ids)
 
     def _fail_queued_sends(self, exc: BaseException) -> None:
         """Fail the sends that queued up while a send was failing, with the same error.
@@ -211,7 +200,7 @@ class _QueueSender:
         while not self._pending.empty():
             operation = self._pending.get_nowait()
             if isinstance(operation, _Send):
-                _fail(operation.done, exc)
+                fail(operation.done, exc)
             else:
                 kept.append(operation)
         for operation in kept:
@@ -225,12 +214,12 @@ class _QueueSender:
                     numbers = await sender.schedule_messages(
                         list(operation.messages), operation.at, timeout=self._timeout
                     )
-                    _resolve(operation.done, [int(n) for n in numbers])
+                    resolve(operation.done, [int(n) for n in numbers])
                 elif isinstance(operation, _Cancel):
                     await sender.cancel_scheduled_messages(
                         list(operation.sequence_numbers), timeout=self._timeout
                     )
-                    _resolve(operation.done, None)
+                    resolve(operation.done, None)
                 else:  # pragma: no cover - sends go through _execute_sends
                     raise TypeError(operation)
         except asyncio.CancelledError:
@@ -238,11 +227,11 @@ class _QueueSender:
             raise
         except MessageNotFoundError as exc:  # Service Bus answered: it is reachable
             self._succeeded()
-            _fail(operation.done, exc)
+            fail(operation.done, exc)
             return
         except Exception as exc:
             await self._failed(lane, exc)
-            _fail(operation.done, exc)
+            fail(operation.done, exc)
             return
         self._succeeded()
 
