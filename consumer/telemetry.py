@@ -26,12 +26,14 @@ outcomes the ``/status`` page also shows, so the two never disagree.
 """
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import cache
+from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
@@ -52,29 +54,110 @@ _end_to_end = meter.create_histogram(
 )
 
 
-@contextmanager
-def process_span(queue: str, message: ServiceBusReceivedMessage) -> Iterator[Span]:
-    """The CONSUMER span of one delivery, parented on the producer's context."""
-    parent = sem.context_from_properties(message.application_properties)
-    attributes: dict[str, str | int] = {
+class ProcessSpan:
+    """The CONSUMER span of one delivery, parented on the producer's context.
+
+    Creating it starts the span; entering makes it current (so handler logs and child
+    spans carry its trace); leaving ends it, with status ``ERROR`` if an exception
+    escapes. Equivalent to ``tracer.start_as_current_span(...,
+    record_exception=False, set_status_on_exception=True)``, without the two generator
+    context managers that cost ~5 us per message.
+
+    Args:
+        queue: Queue name.
+        message: The received message (its application properties carry the trace
+            context; ``message_id``, ``delivery_count`` and ``correlation_id`` become
+            attributes).
+    """
+
+    __slots__ = ("_token", "span")
+
+    def __init__(self, queue: str, message: ServiceBusReceivedMessage) -> None:
+        attributes = {
+            **_base_attributes(queue),
+            sem.MESSAGE_ID: str(message.message_id),
+            sem.DELIVERY_COUNT: message.delivery_count or 0,
+        }
+        if message.correlation_id:
+            attributes[sem.CONVERSATION_ID] = str(message.correlation_id)
+        self.span: Span = tracer.start_span(
+            _span_name(queue),
+            context=_parent_context(message.application_properties),
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=True,
+        )
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        # Into the current context, as ``use_span`` does.
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            # As ``use_span`` with set_status_on_exception=True: errors, not BaseExceptions
+            # such as CancelledError.
+            if isinstance(exc, Exception) and self.span.is_recording():
+                self.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.span.end()
+
+
+def process_span(queue: str, message: ServiceBusReceivedMessage) -> ProcessSpan:
+    """The CONSUMER span of one delivery, parented on the producer's context.
+
+    Use as ``with process_span(queue, message) as span: ...``; see :class:`ProcessSpan`.
+    """
+    return ProcessSpan(queue, message)
+
+
+@cache
+def _span_name(queue: str) -> str:
+    return f"process {queue}"
+
+
+@cache
+def _base_attributes(queue: str) -> dict[str, str | int]:
+    """The attributes every process span of ``queue`` shares (copied, never mutated)."""
+    return {
         sem.SYSTEM: sem.MESSAGING_SYSTEM,
         sem.DESTINATION: queue,
         sem.OPERATION_NAME: "process",
         sem.OPERATION_TYPE: "process",
-        sem.MESSAGE_ID: str(message.message_id),
-        sem.DELIVERY_COUNT: message.delivery_count or 0,
     }
-    if message.correlation_id:
-        attributes[sem.CONVERSATION_ID] = str(message.correlation_id)
-    with tracer.start_as_current_span(
-        f"process {queue}",
-        context=parent,
-        kind=SpanKind.CONSUMER,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=True,
-    ) as span:
-        yield span
+
+
+_TRACE_NAMES = frozenset((sem.TRACEPARENT, sem.TRACESTATE, sem.DIAGNOSTIC_ID.lower()))
+_EMPTY_CONTEXT = otel_context.Context()
+
+
+def _parent_context(properties: Mapping[Any, Any] | None) -> otel_context.Context:
+    """The producer's context, as :func:`common.messaging.context_from_properties` reads it.
+
+    A message without trace properties (the producer traced nothing) skips decoding the
+    values and the propagator, and gets the same empty context.
+    """
+    for key in properties or ():
+        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        if name.lower() in _TRACE_NAMES:
+            return sem.context_from_properties(properties)
+    return _EMPTY_CONTEXT
+
+
+@cache
+def _outcome_attributes(queue: str, outcome: str, reason: str | None) -> dict[str, str]:
+    attributes = {sem.DESTINATION: queue, "outcome": outcome}
+    if reason:
+        attributes[sem.ERROR_TYPE] = reason
+    return attributes
 
 
 def record_processed(
@@ -91,20 +174,24 @@ def record_processed(
         reason: Dead-letter reason, when dead-lettered.
     """
     span.set_attribute(sem.DISPOSITION, outcome)
-    attributes = {sem.DESTINATION: queue, "outcome": outcome}
     if reason:
         span.set_attribute("messaging.servicebus.dead_letter_reason", reason)
         span.set_status(Status(StatusCode.ERROR, reason))
-        attributes[sem.ERROR_TYPE] = reason
     elif outcome != "complete":
         span.set_status(Status(StatusCode.ERROR, outcome))
+    attributes = _outcome_attributes(queue, outcome, reason)
     _process_duration.record(time.monotonic() - started, attributes)
+
+
+@cache
+def _end_to_end_attributes(queue: str, event_type: str) -> dict[str, str]:
+    return {sem.DESTINATION: queue, "event.type": event_type}
 
 
 def record_end_to_end(queue: str, event_type: str, accepted_at: datetime) -> None:
     """Record the time from event acceptance (envelope ``time``, UTC) to now."""
     seconds = (datetime.now(UTC) - accepted_at).total_seconds()
-    _end_to_end.record(max(seconds, 0.0), {sem.DESTINATION: queue, "event.type": event_type})
+    _end_to_end.record(max(seconds, 0.0), _end_to_end_attributes(queue, event_type))
 
 
 _observed: list[WorkerStats] = []

@@ -42,6 +42,11 @@ def summary(docstring: str) -> str:
     return (docstring[: match.start()] if match else docstring).strip()
 
 
+_known_fields: dict[type[BaseModel], frozenset[str]] = {}
+"""Field names and aliases of each model, computed on first read (the fields are final
+once the class is built)."""
+
+
 class ContractModel(BaseModel):
     """Frozen model; rejects unknown fields, except when validated with READ_CONTEXT."""
 
@@ -52,8 +57,13 @@ class ContractModel(BaseModel):
     def _ignore_unknown_fields_when_reading(cls, data: Any, info: ValidationInfo) -> Any:
         if not (isinstance(data, dict) and is_reading(info)):
             return data
-        known = set(cls.model_fields)
-        known.update(field.alias for field in cls.model_fields.values() if field.alias)
+        known = _known_fields.get(cls)
+        if known is None:
+            names = set(cls.model_fields)
+            names.update(field.alias for field in cls.model_fields.values() if field.alias)
+            known = _known_fields[cls] = frozenset(names)
+        if known.issuperset(data):
+            return data  # the usual case: nothing to drop, no copy
         return {key: value for key, value in data.items() if key in known}
 
     @classmethod

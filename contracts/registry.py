@@ -118,6 +118,10 @@ def lookup(event_type: object, version: object) -> EventSpec:
             ``UnsupportedSchemaVersion`` if the type is known but not this version (e.g. a
             newer producer): the consumer dead-letters the message instead of crashing.
     """
+    if isinstance(event_type, str) and isinstance(version, str):
+        found = REGISTRY.get((event_type, version))
+        if found is not None:
+            return found  # the usual case, without sorting the registry per message
     if not isinstance(event_type, str) or not supported_versions(event_type):
         raise ContractViolation(
             DeadLetterReason.UNKNOWN_EVENT_TYPE, f"unknown event type {event_type!r}"

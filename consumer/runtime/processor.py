@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -100,10 +100,14 @@ class _Lane:
 
 
 class _LockKeeper:
-    """Renews one message's lock at half its remaining time until stopped or ``deadline``.
+    """Renews one message's lock, and ends its processing time at ``deadline``.
 
-    A timer rather than a task per message: most messages are settled long before a
-    renewal is due, so they cost one timer handle; a task runs only for a due renewal.
+    One timer per message does both: it fires at half the lock's remaining time to renew
+    it, or at ``deadline`` (loop time) if that comes first. At the deadline renewing stops
+    and ``on_deadline`` is called (it cancels the handler, if one is running). A timer
+    rather than a task: most messages are settled long before either is due, so they
+    cost one timer handle; a task runs only for a due renewal. The same timer serves
+    as the handler's timeout, instead of an ``asyncio.timeout_at`` per message.
     """
 
     def __init__(
@@ -113,11 +117,15 @@ class _LockKeeper:
         deadline: float,
         stats: QueueStats,
         queue: str,
+        on_deadline: Callable[[], None],
     ) -> None:
         self.lost = False
+        self.expired = False
+        """The deadline has passed (``on_deadline`` was called)."""
         self._channel = channel
         self._message = message
         self._deadline = deadline
+        self._on_deadline = on_deadline
         self._stats = stats
         self._queue = queue
         self._loop = asyncio.get_running_loop()
@@ -128,18 +136,25 @@ class _LockKeeper:
 
     def _schedule(self) -> None:
         locked_until = self._message.locked_until_utc
-        if locked_until is None:
-            return
-        remaining = (locked_until - datetime.now(UTC)).total_seconds()
-        wait = max(remaining / 2, 0.0)
-        if self._loop.time() + wait >= self._deadline:
-            return  # maximum processing time: stop renewing
-        self._timer = self._loop.call_later(wait, self._due)
+        loop = self._loop
+        if locked_until is not None:
+            remaining = (locked_until - datetime.now(UTC)).total_seconds()
+            due = loop.time() + max(remaining / 2, 0.0)
+            if due < self._deadline:
+                self._timer = loop.call_at(due, self._due)
+                return
+        self._timer = loop.call_at(self._deadline, self._expire)
 
     def _due(self) -> None:
         self._timer = None
         if not self._stopped:
             self._renewing = asyncio.create_task(self._renew())
+
+    def _expire(self) -> None:
+        self._timer = None
+        if not self._stopped:
+            self.expired = True  # maximum processing time: stop renewing
+            self._on_deadline()
 
     async def _renew(self) -> None:
         try:
@@ -215,9 +230,11 @@ class QueueProcessor:
         self._handler_slots = asyncio.Semaphore(config.concurrency)
         self._lookahead = max(1, min(config.max_message_count, config.concurrency // 4))
         self._capacity = config.concurrency + self._lookahead
-        # Tasks running a handler, for ``cancel_handlers``; those it cancelled.
+        # Tasks running a handler, for ``cancel_handlers``; those it cancelled; those the
+        # maximum processing time cancelled.
         self._in_handler: set[asyncio.Task[Any]] = set()
         self._handler_cancels: set[asyncio.Task[Any]] = set()
+        self._deadline_cancels: set[asyncio.Task[Any]] = set()
         self._receiving_stopped = False
 
     @property
@@ -354,8 +371,17 @@ class QueueProcessor:
     async def _process(self, channel: ReceiverChannel, message: ServiceBusReceivedMessage) -> None:
         started = time.monotonic()
         with telemetry.process_span(self.config.name, message) as span:
+            task = asyncio.current_task()
+            assert task is not None
             deadline = asyncio.get_running_loop().time() + self.config.max_processing_time
-            lock = _LockKeeper(channel, message, deadline, self.stats, self.config.name)
+            lock = _LockKeeper(
+                channel,
+                message,
+                deadline,
+                self.stats,
+                self.config.name,
+                partial(self._cancel_at_deadline, task),
+            )
             try:
                 outcome = await self._run_handler(message, deadline, lock)
             except Exception as exc:  # a bug in the runtime itself: never lose the worker
@@ -434,7 +460,13 @@ class QueueProcessor:
 
         Awaited in the message's own task rather than a task of its own (a task per
         message costs measurable CPU at thousands of messages a second):
-        ``cancel_handlers`` cancels the message's task while it is in here.
+        ``cancel_handlers`` and the message's deadline timer (``_LockKeeper``) cancel
+        the message's task while it is in here.
+
+        Raises:
+            TimeoutError: ``deadline`` (loop time) passed, before or during the handler.
+            _HandlerCancelled: ``cancel_handlers`` stopped it.
+            Exception: what the handler raised, after its immediate retries.
         """
 
         def retried(error: BaseException) -> None:
@@ -443,27 +475,42 @@ class QueueProcessor:
 
         task = asyncio.current_task()
         assert task is not None
+        if lock.expired:  # the deadline passed while the message waited for a slot
+            raise TimeoutError("maximum processing time reached before the handler started")
         self._in_handler.add(task)
         try:
-            async with asyncio.timeout_at(deadline):
-                return await call_with_immediate_retries(
-                    partial(route.handler, envelope),
-                    route.policy,
-                    budget=max(0.0, deadline - asyncio.get_running_loop().time()),
-                    on_retry=retried,
-                    keep_going=lambda: not lock.lost,
-                )
+            return await call_with_immediate_retries(
+                partial(route.handler, envelope),
+                route.policy,
+                budget=max(0.0, deadline - asyncio.get_running_loop().time()),
+                on_retry=retried,
+                keep_going=lambda: not lock.lost,
+            )
         except asyncio.CancelledError:
-            if task in self._handler_cancels and task.cancelling() == 1:
-                raise _HandlerCancelled from None  # by cancel_handlers alone
+            ours = (task in self._handler_cancels) + (task in self._deadline_cancels)
+            if ours and task.cancelling() == ours:  # cancelled by us alone
+                if task in self._handler_cancels:
+                    raise _HandlerCancelled from None
+                raise TimeoutError("maximum processing time reached") from None
             raise
         finally:
             self._in_handler.discard(task)
-            if task in self._handler_cancels:
-                # Withdraw our cancellation request (also when the handler swallowed it),
-                # so that only other cancellations of the task remain.
-                self._handler_cancels.discard(task)
-                task.uncancel()
+            # Withdraw our cancellation requests (also when the handler swallowed one),
+            # so that only other cancellations of the task remain.
+            for cancels in (self._handler_cancels, self._deadline_cancels):
+                if task in cancels:
+                    cancels.discard(task)
+                    task.uncancel()
+
+    def _cancel_at_deadline(self, task: asyncio.Task[Any]) -> None:
+        """The message's maximum processing time is over: cancel its handler, if running.
+
+        Its ``_call_handler`` turns the cancellation into ``TimeoutError``, a transient
+        failure, as ``asyncio.timeout`` would.
+        """
+        if task in self._in_handler and task not in self._deadline_cancels:
+            self._deadline_cancels.add(task)
+            task.cancel()
 
     def _decide(
         self,

@@ -381,3 +381,39 @@ def test_receivers_per_queue_applies_to_both_queues(monkeypatch: pytest.MonkeyPa
     )
     monkeypatch.setenv("CONSUMER_RECEIVERS_PER_QUEUE", "3")
     assert [config.receivers for config in queue_configs(ConsumerSettings())] == [3, 3]
+
+
+async def test_handler_past_max_processing_time_is_cancelled_and_retried(
+    sb: ServiceBusClient, start_worker: StartWorker
+) -> None:
+    calls: list[str] = []
+    never = asyncio.Event()
+
+    async def hangs_once(envelope: EventEnvelope) -> None:
+        calls.append("called")
+        if len(calls) == 1:
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                calls.append("cancelled")
+                raise
+
+    policy = RetryPolicy(
+        immediate_attempts=0, delayed_attempts=2, delayed_initial_delay=0.2, delayed_jitter=0.05
+    )
+    running = start_worker(
+        {AUDIT_EVENT_TYPE: Route("audit", hangs_once, policy)}, max_processing_time=0.5
+    )
+    await send(sb, AUDIT_QUEUE, to_servicebus_message(audit_envelope()))
+
+    async def retried_and_done() -> bool:
+        return running.stats().completed == 2
+
+    await eventually(retried_and_done)
+    # The deadline cancelled the first call, which counted as a transient failure (a
+    # delayed retry), not as shutdown (abandon) or a lost lock.
+    assert calls == ["called", "cancelled", "called"]
+    stats = running.stats()
+    assert stats.retries_scheduled == 1
+    assert stats.abandoned == 0
+    assert stats.locks_lost == 0

@@ -11,11 +11,11 @@ from azure.servicebus.aio import ServiceBusClient
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from common.messaging import current_trace_headers, trace_properties
+from common.messaging import context_from_properties, current_trace_headers, trace_properties
 from consumer.errors import TransientError
 from consumer.retry import RetryPolicy
 from consumer.runtime.routing import Route
-from consumer.telemetry import measure_dlq_depth
+from consumer.telemetry import _parent_context, measure_dlq_depth
 from contracts import AUDIT_EVENT_TYPE, EventEnvelope
 from contracts.servicebus import to_servicebus_message
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
@@ -28,6 +28,8 @@ from tests.consumer.conftest import (
     send,
 )
 from tests.telemetry_support import Collected, azure_sdk_tracing, in_memory_telemetry
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 @pytest.fixture
@@ -90,6 +92,31 @@ async def test_process_span_continues_the_producers_trace_and_logs_carry_it(
     assert attributes["messaging.servicebus.disposition_status"] == "complete"
     logged = [r for r in caplog.records if r.name == "tests.handler"]
     assert [getattr(r, "otelTraceID", None) for r in logged] == [trace_id]
+
+
+@pytest.mark.parametrize(
+    "properties",
+    [
+        None,
+        {},
+        {b"eventType": b"x", b"schemaVersion": b"1"},
+        {b"traceparent": TRACEPARENT.encode()},
+        {"Diagnostic-Id": TRACEPARENT, "eventType": "x"},
+        {b"TraceParent": TRACEPARENT.encode(), b"tracestate": b"k=v"},
+    ],
+)
+def test_parent_context_reads_properties_as_common_messaging_does(
+    properties: dict[Any, Any] | None,
+) -> None:
+    # The consumer skips the propagator for messages without trace properties; it must
+    # still find the context in every spelling the general reader accepts.
+    expected = trace.get_current_span(context_from_properties(properties)).get_span_context()
+    found = trace.get_current_span(_parent_context(properties)).get_span_context()
+    assert found == expected
+    assert found.is_valid == any(
+        (k.decode() if isinstance(k, bytes) else k).lower() in ("traceparent", "diagnostic-id")
+        for k in properties or {}
+    )
 
 
 async def test_retried_event_attempts_share_one_trace(
