@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -146,9 +146,9 @@ def test_concurrent_http_requests_are_all_accepted_and_published_once(
     count = 40
     with TestClient(create_app(make_settings(connection_string))) as client:
 
-        def post(n: int) -> httpx.Response:
+        def post(n: int) -> httpx2.Response:
             body = {**AUDIT, "resource": {"type": "invoice", "id": f"HTTP-{n}"}}
-            response: httpx.Response = client.post(
+            response: httpx2.Response = client.post(
                 "/v1/audit-events", json=body, headers=caller.headers
             )
             return response
