@@ -13,10 +13,12 @@ from azure.servicebus import ServiceBusClient, ServiceBusReceivedMessage
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from contracts import EventEnvelope
 from emulator.testing import run_emulator
 from producer import ProducerSettings
 from producer.apikeys import new_api_key
-from tests.conftest import queues_config
+from producer.outbox.repository import NewEvent
+from tests.conftest import AUDIT_QUEUE, queues_config
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "PRODUCER_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -165,6 +167,17 @@ def peek_all(connection_string: str, queue: str) -> list[ServiceBusReceivedMessa
         client.get_queue_receiver(queue) as receiver,
     ):
         return list(receiver.peek_messages(max_message_count=250))
+
+
+def outbox_row(envelope: EventEnvelope, queue: str = AUDIT_QUEUE) -> NewEvent:
+    """The outbox row of ``envelope``, as the producer stores an accepted event."""
+    return NewEvent(
+        id=envelope.id,
+        event_type=envelope.type,
+        queue=queue,
+        source=envelope.source,
+        body=envelope.model_dump_json(exclude_none=True),
+    )
 
 
 def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, every: float = 0.1) -> bool:

@@ -66,8 +66,29 @@ class Emulator:
 
     def stop(self) -> None:
         if self.process is not None:
+            self.resume()  # a frozen process would not act on the stop signal
             assert self.process.stop() == 0
             self.process = None
+
+    def freeze(self) -> None:
+        """Stop the process (SIGSTOP); returns once the kernel reports it stopped."""
+        assert self.process is not None
+        pid = self.process.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        status = Path(f"/proc/{pid}/status")
+
+        def stopped() -> bool:
+            state = next(
+                line for line in status.read_text().splitlines() if line.startswith("State:")
+            )
+            return state.split()[1] in {"T", "t"}
+
+        assert poll(stopped, timeout=10, every=0.01)
+
+    def resume(self) -> None:
+        """Let a frozen process run again (SIGCONT; harmless if it is not frozen)."""
+        if self.process is not None:
+            os.kill(self.process.process.pid, signal.SIGCONT)
 
 
 class Producer:

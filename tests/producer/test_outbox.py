@@ -24,6 +24,7 @@ from tests.producer.conftest import (
     AUDIT,
     NOTIFICATION,
     Caller,
+    outbox_row,
     receive,
     unreachable_connection_string,
     wait_until,
@@ -41,13 +42,7 @@ def audit_row(number: int) -> NewEvent:
         AuditEvent.model_validate({**AUDIT, "resource": {"type": "invoice", "id": f"I-{number}"}}),
         source="/tests",
     )
-    return NewEvent(
-        id=envelope.id,
-        event_type=envelope.type,
-        queue=AUDIT_QUEUE,
-        source=envelope.source,
-        body=envelope.model_dump_json(exclude_none=True),
-    )
+    return outbox_row(envelope)
 
 
 async def migrated(url: str) -> AsyncEngine:

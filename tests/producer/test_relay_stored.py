@@ -14,8 +14,6 @@ import asyncio
 import dataclasses
 import inspect
 import json
-import os
-import signal
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -44,10 +42,11 @@ from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
 from tests.producer.conftest import (
     AUDIT,
     NOTIFICATION,
+    outbox_row,
     receive,
     unreachable_connection_string,
 )
-from tests.producer.faults import Emulator, poll
+from tests.producer.faults import Emulator
 
 
 def audit(label: str, correlation_id: str | None = None) -> EventEnvelope:
@@ -60,16 +59,6 @@ def audit(label: str, correlation_id: str | None = None) -> EventEnvelope:
 def notification(correlation_id: str) -> EventEnvelope:
     event = NotificationEvent.model_validate(NOTIFICATION)
     return new_envelope(event, source="/tests", correlationid=correlation_id)
-
-
-def stored(envelope: EventEnvelope, queue: str = AUDIT_QUEUE) -> NewEvent:
-    return NewEvent(
-        id=envelope.id,
-        event_type=envelope.type,
-        queue=queue,
-        source=envelope.source,
-        body=envelope.model_dump_json(exclude_none=True),
-    )
 
 
 async def wait_for(check: Callable[[], Any], within: float = 30) -> bool:
@@ -124,7 +113,7 @@ async def test_an_unreadable_row_fails_alone_and_the_relay_keeps_publishing(
     connection_string: str,
     make_settings: Callable[..., ProducerSettings],
 ) -> None:
-    good = [stored(audit(f"R-{n}")) for n in range(4)]
+    good = [outbox_row(audit(f"R-{n}")) for n in range(4)]
     corrupt_id = f"corrupt-{uuid.uuid4().hex[:8]}"
     corrupt = NewEvent(
         id=corrupt_id,
@@ -155,7 +144,7 @@ async def test_an_unreadable_row_fails_alone_and_the_relay_keeps_publishing(
         assert publisher.stats.unpublishable == 1
         assert publisher.stats.publish_failed == 0
         # The relay is still running: a row left to it later is published too.
-        later = stored(audit("R-later"))
+        later = outbox_row(audit("R-later"))
         await put(repository, [later])
         publisher.relay.notify()
         [message] = await asyncio.to_thread(receive, connection_string, AUDIT_QUEUE, 1)
@@ -234,7 +223,7 @@ async def test_a_row_due_within_the_schedule_threshold_keeps_its_scheduled_enque
     # Too close to be scheduled through the management link, so the relay sends it at once;
     # the scheduled enqueue time still keeps it from being visible before deliver_at.
     deliver_at = (datetime.now(UTC) + timedelta(milliseconds=500)).replace(microsecond=0)
-    row = stored(notification("soon"), NOTIFICATIONS_QUEUE)
+    row = outbox_row(notification("soon"), NOTIFICATIONS_QUEUE)
     await put(repository, [dataclasses.replace(row, deliver_at=deliver_at)])
     settings = make_settings(connection_string, database_url=database_url)
     async with open_event_publisher(settings) as publisher:
@@ -259,27 +248,7 @@ def emulator(tmp_path: Path) -> Iterator[Emulator]:
     try:
         yield emulator
     finally:
-        resume(emulator)
         emulator.stop()
-
-
-def freeze(emulator: Emulator) -> None:
-    """Stop the emulator process; returns once the kernel reports it stopped."""
-    assert emulator.process is not None
-    pid = emulator.process.process.pid
-    os.kill(pid, signal.SIGSTOP)
-    status = Path(f"/proc/{pid}/status")
-
-    def stopped() -> bool:
-        state = next(line for line in status.read_text().splitlines() if line.startswith("State:"))
-        return state.split()[1] in {"T", "t"}
-
-    assert poll(stopped, timeout=10, every=0.01)
-
-
-def resume(emulator: Emulator) -> None:
-    if emulator.process is not None:
-        os.kill(emulator.process.process.pid, signal.SIGCONT)
 
 
 def one_sender_per_queue() -> dict[str, Any]:
@@ -305,7 +274,7 @@ async def test_sends_queued_behind_a_failing_send_fail_with_its_error(
         ServiceBusTransport(client, operation_timeout=4, **one_sender_per_queue()) as transport,
     ):
         assert await transport.send(AUDIT_QUEUE, [message("warm-up")]) == set()
-        freeze(emulator)
+        emulator.freeze()
         try:
             first = asyncio.create_task(transport.send(AUDIT_QUEUE, [message("first")]))
             # Pacing, not a measurement: the first send is on the wire (and can only end
@@ -317,7 +286,7 @@ async def test_sends_queued_behind_a_failing_send_fail_with_its_error(
             ]
             outcomes = await asyncio.gather(first, *queued, return_exceptions=True)
         finally:
-            resume(emulator)
+            emulator.resume()
 
         first_error = outcomes[0]
         assert isinstance(first_error, Exception), outcomes
@@ -350,7 +319,7 @@ async def test_publishes_failed_while_service_bus_is_frozen_are_relayed_once_it_
             return publisher.transport.health.reachable is False
 
         assert await wait_for(before_published)
-        freeze(emulator)
+        emulator.freeze()
         try:
             first = await publisher.publish(audit("F-first"))  # its send hangs, then fails
             await asyncio.sleep(0.5)  # pacing: the others' sends queue behind it
@@ -362,7 +331,7 @@ async def test_publishes_failed_while_service_bus_is_frozen_are_relayed_once_it_
                 accepted.extend(a.id for a in done)
             assert await wait_for(send_failed)
         finally:
-            resume(emulator)
+            emulator.resume()
 
         async def all_published() -> bool:
             found = await statuses(publisher, accepted)
