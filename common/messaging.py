@@ -38,6 +38,7 @@ TRACE_KEYS: dict[str, bytes] = {
     name: name.encode() for name in (TRACEPARENT, TRACESTATE, DIAGNOSTIC_ID)
 }
 """Trace property names as the SDK encodes them (``bytes``)."""
+_TRACE_NAMES = frozenset(name.lower() for name in TRACE_KEYS)
 
 _W3C = TraceContextTextMapPropagator()
 
@@ -75,9 +76,11 @@ def context_from_properties(
     """
     carrier: dict[str, str] = {}
     for key, value in (application_properties or {}).items():
-        name = key.decode() if isinstance(key, bytes) else str(key)
-        text = value.decode() if isinstance(value, bytes) else str(value)
-        carrier[name.lower()] = text
+        name = (key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)).lower()
+        if name in _TRACE_NAMES:  # only these are decoded: this runs for every message
+            carrier[name] = value.decode() if isinstance(value, bytes) else str(value)
+    if not carrier:
+        return otel_context.Context()
     if TRACEPARENT not in carrier and DIAGNOSTIC_ID.lower() in carrier:
         carrier[TRACEPARENT] = carrier[DIAGNOSTIC_ID.lower()]
     return _W3C.extract(carrier)

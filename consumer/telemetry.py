@@ -26,7 +26,7 @@ outcomes the ``/status`` page also shows, so the two never disagree.
 """
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import cache
 from types import TracebackType
@@ -82,7 +82,7 @@ class ProcessSpan:
             attributes[sem.CONVERSATION_ID] = str(message.correlation_id)
         self.span: Span = tracer.start_span(
             _span_name(queue),
-            context=_parent_context(message.application_properties),
+            context=sem.context_from_properties(message.application_properties),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
             record_exception=False,
@@ -133,23 +133,6 @@ def _base_attributes(queue: str) -> dict[str, str | int]:
         sem.OPERATION_NAME: "process",
         sem.OPERATION_TYPE: "process",
     }
-
-
-_TRACE_NAMES = frozenset((sem.TRACEPARENT, sem.TRACESTATE, sem.DIAGNOSTIC_ID.lower()))
-_EMPTY_CONTEXT = otel_context.Context()
-
-
-def _parent_context(properties: Mapping[Any, Any] | None) -> otel_context.Context:
-    """The producer's context, as :func:`common.messaging.context_from_properties` reads it.
-
-    A message without trace properties (the producer traced nothing) skips decoding the
-    values and the propagator, and gets the same empty context.
-    """
-    for key in properties or ():
-        name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
-        if name.lower() in _TRACE_NAMES:
-            return sem.context_from_properties(properties)
-    return _EMPTY_CONTEXT
 
 
 @cache
