@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from common.runtime import freeze_startup_objects
 from common.servicebus import open_servicebus_client
 from consumer import telemetry
 from consumer.handlers.audit import AuditHandler
@@ -190,8 +191,17 @@ async def _measure_dlq_depth_forever(client: Any, settings: ConsumerSettings) ->
         await asyncio.sleep(settings.dlq_depth_interval)
 
 
-async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> WorkerStats:
+async def run_consumer(
+    settings: ConsumerSettings, stop: asyncio.Event, *, freeze_after_startup: bool = False
+) -> WorkerStats:
     """Process both queues until ``stop`` is set.
+
+    Args:
+        settings: The consumer's settings.
+        stop: Set it to stop receiving and finish in-flight work.
+        freeze_after_startup: Once stores, client and worker are set up, exempt everything
+            allocated so far from full garbage collections
+            (:func:`common.runtime.freeze_startup_objects`); for the worker process.
 
     Returns:
         The outcome counters, for the exit summary.
@@ -234,6 +244,8 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> Worke
             background.append(
                 asyncio.create_task(_measure_dlq_depth_forever(client, settings), name="dlq-depth")
             )
+        if freeze_after_startup:
+            freeze_startup_objects()
         try:
             await worker.run(stop)
         finally:

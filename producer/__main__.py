@@ -50,7 +50,7 @@ def _serve() -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, freeze_after_startup=True),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),

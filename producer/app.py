@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
+from common.runtime import freeze_startup_objects
 from producer.api import include_routes
 from producer.auth import Authenticator
 from producer.limits import BodySizeLimitMiddleware
@@ -31,11 +32,16 @@ Errors are RFC 9457 problem details (`application/problem+json`).
 """
 
 
-def create_app(settings: ProducerSettings | None = None) -> FastAPI:
+def create_app(
+    settings: ProducerSettings | None = None, *, freeze_after_startup: bool = False
+) -> FastAPI:
     """Build the producer app.
 
     Args:
         settings: Defaults to ``ProducerSettings()`` read from the environment.
+        freeze_after_startup: Once the lifespan has started, exempt everything allocated so
+            far from full garbage collections (:func:`common.runtime.freeze_startup_objects`);
+            for the serving process, not for tests that build many apps.
 
     The lifespan migrates the outbox (unless disabled), opens the Service Bus client,
     starts the relay and the pruner, and on shutdown gives in-flight publishes
@@ -47,6 +53,8 @@ def create_app(settings: ProducerSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_event_publisher(resolved) as publisher:
             app.state.event_publisher = publisher
+            if freeze_after_startup:
+                freeze_startup_objects()
             yield
 
     app = FastAPI(

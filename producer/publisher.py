@@ -193,26 +193,18 @@ class GroupCommit:
         group: list[tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]],
     ) -> None:
         publisher = self._publisher
-        repository = publisher.repository
         reachable = publisher.transport.health.reachable is not False
         claim = publisher.relay.new_claim() if reachable else None
         attempts = 0 if claim is None else 1
-        rows = [row for item in group for row in item[0]]
         failed: set[int] = set()
         try:
-            async with repository.engine.begin() as connection:
-                await repository.insert(
-                    connection, rows, claim=claim, now=utc_now(), attempts=attempts
-                )
+            await self._insert([row for item in group for row in item[0]], claim, attempts)
         except IntegrityError:
             # A duplicate id somewhere in the group: commit each request alone, so only
             # the request that carries it fails.
             for index, item in enumerate(group):
                 try:
-                    async with repository.engine.begin() as connection:
-                        await repository.insert(
-                            connection, item[0], claim=claim, now=utc_now(), attempts=attempts
-                        )
+                    await self._insert(item[0], claim, attempts)
                 except Exception as exc:
                     failed.add(index)
                     fail(item[2], exc)
@@ -237,6 +229,30 @@ class GroupCommit:
             return
         messages = {k: v for item in group for k, v in item[1].items()}
         publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
+
+    async def _insert(self, rows: list[NewEvent], claim: str | None, attempts: int) -> None:
+        """One transaction: ``rows``, and the relay's ``published`` marks waiting now.
+
+        Taking the marks along saves the transaction of their own that would otherwise
+        hold SQLite's one connection between two group commits.
+        """
+        marks_queue = self._publisher.relay.marks
+        marks = None
+        try:
+            async with self._publisher.repository.engine.begin() as connection:
+                now = utc_now()
+                await self._publisher.repository.insert(
+                    connection, rows, claim=claim, now=now, attempts=attempts
+                )
+                marks = marks_queue.take()
+                if marks is not None:
+                    await self._publisher.repository.set_published(connection, marks.ids, now=now)
+        except BaseException:
+            if marks is not None:
+                marks_queue.give_back(marks)
+            raise
+        if marks is not None:
+            marks.committed()
 
 
 class EventPublisher:

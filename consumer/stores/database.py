@@ -4,33 +4,30 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from common import sqlite
 
 _IMMEDIATE = "consumer_begin_immediate"
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers (the demo summary, `consumer audit query`) look while we write;
-    # busy_timeout makes a second process wait for the write lock instead of failing.
-    # isolation_level=None hands BEGIN to us (see _sqlite_begin), as SQLAlchemy's SQLite
-    # docs recommend for correct transactional behaviour.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+# WAL lets readers (the demo summary, `consumer audit query`) look while we write;
+# busy_timeout makes a second process wait for the write lock instead of failing.
+_SQLITE_PRAGMAS: dict[str, str | int] = {
+    "journal_mode": "WAL",
+    "synchronous": "NORMAL",
+    "busy_timeout": 30000,
+}
 
 
 def _sqlite_begin(connection: Connection) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write transaction (the
     # audit chain append) can never fail half-way with SQLITE_BUSY on lock upgrade.
     immediate = connection.get_execution_options().get(_IMMEDIATE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    sqlite.begin_with_first_statement(connection, "BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -40,10 +37,16 @@ def create_engine(url: str) -> AsyncEngine:
         sqlalchemy.exc.ArgumentError: the URL cannot be parsed.
         ModuleNotFoundError: the URL's driver is not installed.
     """
-    engine = create_async_engine(url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return create_async_engine(parsed, pool_pre_ping=True)
+    # A local file needs no pre-ping (a SELECT 1 per checkout); see common.sqlite for why
+    # statements take one trip to aiosqlite's thread each.
+    engine = create_async_engine(
+        parsed,
+        async_creator=sqlite.connector(parsed.database, pragmas=_SQLITE_PRAGMAS, timeout=30.0),
+    )
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from common import sqlite
 from common.migrations import alembic_config as common_alembic_config
 from common.migrations import upgrade_to_head
 from producer.outbox.models import VERSION_TABLE
@@ -67,8 +68,6 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     if not database or database == ":memory:" or "mode=memory" in str(parsed):
         raise ValueError("the outbox needs a SQLite file, not an in-memory database")
     Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    connect_args = dict(kwargs.pop("connect_args", {}))
-    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
     # SQLite has one writer at a time. With a pool, concurrent writers (group commits,
     # relay claims and marks) meet in the busy handler, which sleeps and polls; one
     # connection hands it over in arrival order instead (and the GIL-free part of the work
@@ -76,27 +75,24 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     # busy timeout. Callers must not check out a second connection while holding one.
     kwargs.setdefault("pool_size", 1)
     kwargs.setdefault("max_overflow", 0)
-    engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
-    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    kwargs.setdefault(
+        "async_creator",
+        sqlite.connector(database, pragmas=_SQLITE_PRAGMAS, timeout=SQLITE_BUSY_TIMEOUT_SECONDS),
+    )
+    engine = create_async_engine(parsed, **kwargs)
     event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine
 
 
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    # Let SQLAlchemy's "begin" event issue BEGIN itself (the driver would issue a
-    # deferred BEGIN lazily otherwise).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
-    finally:
-        cursor.close()
+_SQLITE_PRAGMAS: Final[dict[str, str | int]] = {
+    "journal_mode": "WAL",
+    "synchronous": "FULL",
+    "busy_timeout": int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000),
+}
 
 
 def _sqlite_on_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    sqlite.begin_with_first_statement(connection, "BEGIN IMMEDIATE")
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

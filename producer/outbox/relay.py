@@ -42,6 +42,7 @@ from contracts.servicebus import (
     STRUCTURED_CONTENT_TYPE,
 )
 from producer import telemetry
+from producer.outbox.marks import PublishedMarks
 from producer.outbox.repository import ClaimedEvent, NewEvent, OutboxRepository
 from producer.transport import ServiceBusTransport
 
@@ -144,6 +145,8 @@ class Relay:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._repository = repository
+        self.marks = PublishedMarks(repository, clock)
+        """Where sent rows are recorded (a group commit takes waiting marks along)."""
         self._transport = transport
         self._instance_id = instance_id
         self._batch_size = batch_size
@@ -324,7 +327,7 @@ class Relay:
                         event_id, f"larger than the maximum message size of queue {queue!r}"
                     )
                 sent = [i for i, _ in items if i not in too_large]
-                await self._repository.mark_published(sent, now=self._clock())
+                await self.marks.mark(sent)
                 self._stats.published += len(sent)
                 remaining.difference_update(i for i, _ in items)
             for (queue, at), items in scheduled.items():

@@ -39,6 +39,8 @@ Executor = AsyncConnection | AsyncSession
 """Where an insert runs: the producer's own connection or an application's session."""
 
 _MAX_ERROR_LENGTH = 1000
+_MAX_IDS_PER_STATEMENT = 500
+"""Coalesced marks can name thousands of rows; SQLite allows 999 bound parameters before 3.32."""
 
 
 # --- query plans ---------------------------------------------------------------------------
@@ -347,9 +349,17 @@ class OutboxRepository:
         if not ids:
             return
         async with self.engine.begin() as connection:
-            await connection.execute(
+            await self.set_published(connection, ids, now=now)
+
+    async def set_published(self, executor: Executor, ids: Sequence[str], *, now: datetime) -> None:
+        """:meth:`mark_published` in the caller's transaction (any number of ids)."""
+        for start in range(0, len(ids), _MAX_IDS_PER_STATEMENT):
+            await executor.execute(
                 update(outbox)
-                .where(outbox.c.id.in_(ids), _still(OutboxStatus.ACCEPTED))
+                .where(
+                    outbox.c.id.in_(ids[start : start + _MAX_IDS_PER_STATEMENT]),
+                    _still(OutboxStatus.ACCEPTED),
+                )
                 .values(
                     status=OutboxStatus.PUBLISHED.value,
                     finished_at=now,
