@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from bench.sbtools import Clock
+from common.runtime import event_loop_factory
 from common.servicebus import ServiceBusConnection, open_servicebus_client
 from consumer.retry import RetryPolicy
 from consumer.runtime.processor import QueueConfig
@@ -112,19 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    result = asyncio.run(
-        run(
-            os.environ["BENCH_CONNECTION_STRING"],
-            args.queue,
-            args.count,
-            handler=args.handler,
-            sleep_ms=args.sleep_ms,
-            concurrency=args.concurrency,
-            max_message_count=args.max_message_count,
-            prefetch=args.prefetch,
-            give_up_after=args.timeout,
+    # The same event loop as the consumer's own process (consumer/cli.py).
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        result = runner.run(
+            run(
+                os.environ["BENCH_CONNECTION_STRING"],
+                args.queue,
+                args.count,
+                handler=args.handler,
+                sleep_ms=args.sleep_ms,
+                concurrency=args.concurrency,
+                max_message_count=args.max_message_count,
+                prefetch=args.prefetch,
+                give_up_after=args.timeout,
+            )
         )
-    )
     args.out.write_text(json.dumps(result, indent=1))
     return 0
 

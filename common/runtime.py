@@ -1,6 +1,8 @@
 """Process-level tuning shared by the long-running services."""
 
+import asyncio
 import gc
+from collections.abc import Callable
 
 
 def freeze_startup_objects() -> None:
@@ -17,3 +19,18 @@ def freeze_startup_objects() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (not on Windows); ``None``: asyncio's own.
+
+    For :class:`asyncio.Runner`. uvicorn picks uvloop for the producer; the consumer and
+    the benchmarks' baselines use the same, so every process runs on the same loop. The
+    consumer's CPU goes mostly to the event loop and socket writes (a settlement is one
+    AMQP frame), which uvloop implements in C.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

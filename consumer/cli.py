@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from common.runtime import event_loop_factory
 from common.servicebus import ServiceBusConnection, open_servicebus_client
 from consumer import dlq as dlq_api
 from consumer.stores.audit import AuditQuery, AuditStore
@@ -89,23 +90,10 @@ def run() -> None:
 
     telemetry = configure_telemetry("consumer", settings)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(_run_worker(settings))
     finally:
         telemetry.shutdown()
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (not on Windows), as uvicorn picks it for the producer.
-
-    The worker's CPU goes mostly to the event loop and socket writes (a settlement is one
-    AMQP frame); uvloop's are written in C. None: asyncio's own loop.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
 
 
 async def _run_worker(settings: Any) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from common.futures import fail, resolve
 from consumer.stores.chain import GENESIS_HASH, record_hash, timestamp
 from consumer.stores.database import Database, as_utc
 from consumer.stores.inbox import Inbox
@@ -167,16 +168,16 @@ class AuditStore:
                     try:
                         result = await self._append_one(envelope)
                     except Exception as exc:
-                        _settle(done, exc=exc)
+                        fail(done, exc)
                     else:
-                        _settle(done, result)
+                        resolve(done, result)
                 continue
             except Exception as exc:
                 for _, done in group:
-                    _settle(done, exc=exc)
+                    fail(done, exc)
                 continue
             for (_, done), result in zip(group, results, strict=True):
-                _settle(done, result)
+                resolve(done, result)
 
     async def _append_group(self, envelopes: list[AuditEnvelope]) -> list[bool]:
         now = datetime.now(UTC)
@@ -357,17 +358,6 @@ def _record(envelope: AuditEnvelope, seq: int, prev_hash: str, now: datetime) ->
         prev_hash=prev_hash,
         hash="",
     )
-
-
-def _settle(
-    future: "asyncio.Future[bool]", result: bool = False, *, exc: BaseException | None = None
-) -> None:
-    if future.done():
-        return
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(result)
 
 
 def _check(record: AuditRecord, expected_seq: int, previous: str) -> str | None:
