@@ -231,10 +231,12 @@ class GroupCommit:
         publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
 
     async def _insert(self, rows: list[NewEvent], claim: str | None, attempts: int) -> None:
-        """One transaction: ``rows``, and the relay's ``published`` marks waiting now.
+        """One transaction: ``rows`` and, on SQLite, the ``published`` marks waiting now.
 
-        Taking the marks along saves the transaction of their own that would otherwise
-        hold SQLite's one connection between two group commits.
+        On SQLite every write waits for the one connection, so taking the marks along
+        saves the transaction of their own that would hold it between two group commits.
+        On PostgreSQL the marks are written on another connection in parallel; taking them
+        along would only lengthen the transaction the requests are waiting for.
         """
         marks_queue = self._publisher.relay.marks
         marks = None
@@ -244,7 +246,8 @@ class GroupCommit:
                 await self._publisher.repository.insert(
                     connection, rows, claim=claim, now=now, attempts=attempts
                 )
-                marks = marks_queue.take()
+                if connection.dialect.name == "sqlite":
+                    marks = marks_queue.take()
                 if marks is not None:
                     await self._publisher.repository.set_published(connection, marks.ids, now=now)
         except BaseException:
