@@ -26,7 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
 
 _Parameters = Sequence[Any] | Mapping[str, Any]
 
@@ -187,3 +188,18 @@ def begin_with_first_statement(connection: Connection, statement: str = "BEGIN")
         driver.begin_with_next_statement(statement)
     else:
         connection.exec_driver_sql(statement)
+
+
+def set_pragmas_on_connect(engine: Engine, pragmas: Mapping[str, str | int]) -> None:
+    """For an engine that connects through the dialect (a URL with driver options such as
+    ``?uri=true``, which :func:`connector` does not take): the same settings, set by a
+    ``connect`` listener, and ``isolation_level=None`` so that BEGIN is the caller's."""
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for name, value in pragmas.items():
+            cursor.execute(f"PRAGMA {name}={value}")
+        cursor.close()
+
+    event.listen(engine, "connect", on_connect)

@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, func, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -191,3 +202,24 @@ def count_trips(monkeypatch: pytest.MonkeyPatch) -> Callable[[], int]:
 
     monkeypatch.setattr(sqlite.OneTripConnection, "_execute", counting)
     return lambda: calls
+
+
+@pytest.mark.parametrize("options", ["", "?uri=true"])
+async def test_outbox_and_stores_get_wal_and_their_durability(tmp_path: Path, options: str) -> None:
+    """Through the one-trip connector, or the dialect's own for a URL with driver options."""
+    from consumer.stores.database import Database
+    from producer.outbox.database import create_outbox_engine
+
+    prefix = "file:" if options else ""
+    outbox = create_outbox_engine(f"sqlite+aiosqlite:///{prefix}{tmp_path}/outbox.db{options}")
+    store = Database(f"sqlite+aiosqlite:///{prefix}{tmp_path}/store.db{options}")
+    try:
+        async with outbox.begin() as connection:
+            assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await connection.scalar(text("PRAGMA synchronous")) == 2  # FULL: 202 waits
+        async with store.write() as connection:
+            assert await connection.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert await connection.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+    finally:
+        await outbox.dispose()
+        await store.close()
