@@ -16,8 +16,8 @@ transaction of two statements takes three trips instead of about eleven. Hand-wr
 because neither library offers it; it lives here so the producer's outbox and the
 consumer's stores share it.
 
-Use it through :func:`connector` (``create_async_engine(url, async_creator=...)``) and
-:func:`begin_with_first_statement` in the engine's ``begin`` event.
+Use it through :func:`create_engine`, with :func:`begin_with_first_statement` in the
+engine's ``begin`` listener.
 """
 
 import sqlite3
@@ -27,7 +27,8 @@ from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _Parameters = Sequence[Any] | Mapping[str, Any]
 
@@ -161,8 +162,7 @@ def connector(
 
     def open_connection() -> sqlite3.Connection:
         connection = sqlite3.connect(database, timeout=timeout, isolation_level=None)
-        for name, value in pragmas.items():
-            connection.execute(f"PRAGMA {name}={value}")
+        _set_pragmas(connection.execute, pragmas)
         return connection
 
     async def create() -> OneTripConnection:
@@ -190,16 +190,49 @@ def begin_with_first_statement(connection: Connection, statement: str = "BEGIN")
         connection.exec_driver_sql(statement)
 
 
-def set_pragmas_on_connect(engine: Engine, pragmas: Mapping[str, str | int]) -> None:
-    """For an engine that connects through the dialect (a URL with driver options such as
-    ``?uri=true``, which :func:`connector` does not take): the same settings, set by a
-    ``connect`` listener, and ``isolation_level=None`` so that BEGIN is the caller's."""
+def create_engine(
+    url: URL,
+    *,
+    pragmas: Mapping[str, str | int],
+    timeout: float,
+    on_begin: Callable[[Connection], None],
+    **kwargs: Any,
+) -> AsyncEngine:
+    """An async engine for the SQLite file of ``url`` (``sqlite+aiosqlite:///path``).
 
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for name, value in pragmas.items():
-            cursor.execute(f"PRAGMA {name}={value}")
-        cursor.close()
+    Connections are :class:`OneTripConnection` s from :func:`connector`. A URL with driver
+    options (``?uri=true``, ...), which :func:`connector` does not take, connects through
+    the dialect instead, with the same ``pragmas``, ``timeout`` and
+    ``isolation_level=None``.
 
-    event.listen(engine, "connect", on_connect)
+    Args:
+        url: The parsed URL.
+        pragmas: Set on each new connection.
+        timeout: Seconds to wait for another connection's write lock.
+        on_begin: The engine's ``begin`` listener; it starts each transaction, e.g. with
+            :func:`begin_with_first_statement`.
+        **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+    """
+    if url.query:
+        connect_args = dict(kwargs.pop("connect_args", {}))
+        connect_args.setdefault("timeout", timeout)
+        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+
+        def on_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            _set_pragmas(cursor.execute, pragmas)
+            cursor.close()
+
+        event.listen(engine.sync_engine, "connect", on_connect)
+    else:
+        creator = connector(url.database or "", pragmas=pragmas, timeout=timeout)
+        kwargs.setdefault("async_creator", creator)
+        engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "begin", on_begin)
+    return engine
+
+
+def _set_pragmas(execute: Callable[[str], object], pragmas: Mapping[str, str | int]) -> None:
+    for name, value in pragmas.items():
+        execute(f"PRAGMA {name}={value}")

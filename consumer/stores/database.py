@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -40,19 +40,11 @@ def create_engine(url: str) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return create_async_engine(parsed, pool_pre_ping=True)
-    if parsed.query:  # driver options (uri=true, mode=ro, ...): SQLAlchemy's own connect
-        engine = create_async_engine(parsed)
-        sqlite.set_pragmas_on_connect(engine.sync_engine, _SQLITE_PRAGMAS)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
     # A local file needs no pre-ping (a SELECT 1 per checkout); see common.sqlite for why
     # statements take one trip to aiosqlite's thread each.
-    engine = create_async_engine(
-        parsed,
-        async_creator=sqlite.connector(parsed.database, pragmas=_SQLITE_PRAGMAS, timeout=30.0),
+    return sqlite.create_engine(
+        parsed, pragmas=_SQLITE_PRAGMAS, timeout=30.0, on_begin=_sqlite_begin
     )
-    event.listen(engine.sync_engine, "begin", _sqlite_begin)
-    return engine
 
 
 class Database:

@@ -19,7 +19,7 @@ from typing import Any, Final
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -75,21 +75,13 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     # busy timeout. Callers must not check out a second connection while holding one.
     kwargs.setdefault("pool_size", 1)
     kwargs.setdefault("max_overflow", 0)
-    if parsed.query:  # driver options (uri=true, ...): SQLAlchemy's own connect
-        connect_args = dict(kwargs.pop("connect_args", {}))
-        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
-        engine = create_async_engine(parsed, connect_args=connect_args, **kwargs)
-        sqlite.set_pragmas_on_connect(engine.sync_engine, _SQLITE_PRAGMAS)
-    else:
-        kwargs.setdefault(
-            "async_creator",
-            sqlite.connector(
-                database, pragmas=_SQLITE_PRAGMAS, timeout=SQLITE_BUSY_TIMEOUT_SECONDS
-            ),
-        )
-        engine = create_async_engine(parsed, **kwargs)
-    event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
-    return engine
+    return sqlite.create_engine(
+        parsed,
+        pragmas=_SQLITE_PRAGMAS,
+        timeout=SQLITE_BUSY_TIMEOUT_SECONDS,
+        on_begin=_sqlite_on_begin,
+        **kwargs,
+    )
 
 
 _SQLITE_PRAGMAS: Final[dict[str, str | int]] = {
