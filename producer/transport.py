@@ -186,7 +186,8 @@ class _QueueSender:
             return
         self._succeeded()
         for send in sends:
-            ids = {str(m.message_id) for m in send.messages}
+            # Nearly always nothing is too large: no id sets to build then.
+            ids = {str(m.message_id) for m in send.messages} if too_large else set()
             resolve(send.done, too_large & ids)
 
     def _fail_queued_sends(self, exc: BaseException) -> None:

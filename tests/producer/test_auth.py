@@ -10,10 +10,12 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
 
 from producer import ProducerSettings, create_app
+from producer.api import require_authentication
 from producer.apikeys import ApiKeyHash, hash_api_key, match_api_key, parse_api_keys
 from tests.producer.conftest import AUDIT, Caller
 
@@ -116,6 +118,17 @@ def test_every_v1_route_requires_a_credential(client: TestClient) -> None:
         assert 'ApiKey realm="producer", header="X-API-Key"' in challenge
         assert 'Bearer realm="producer"' in challenge
         assert "X-API-Key" in response.json()["detail"]
+
+
+def test_a_v1_route_that_does_not_authenticate_is_refused_at_start_up() -> None:
+    router = APIRouter()
+
+    @router.get("/open")
+    async def open_route() -> dict[str, str]:
+        return {}
+
+    with pytest.raises(RuntimeError, match="'/open' does not authenticate"):
+        require_authentication(router)
 
 
 def test_a_wrong_api_key_is_401(client: TestClient) -> None:
