@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from common import sqlite
+from common.pool import ping_when_idle
 
 _IMMEDIATE = "consumer_begin_immediate"
 
@@ -39,7 +40,10 @@ def create_engine(url: str) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return create_async_engine(parsed, pool_pre_ping=True)
+        engine = create_async_engine(parsed)
+        # Not pool_pre_ping: a ping per transaction is a round trip per audit append group.
+        ping_when_idle(engine)
+        return engine
     # A local file needs no pre-ping (a SELECT 1 per checkout); see common.sqlite for why
     # statements take one trip to aiosqlite's thread each.
     return sqlite.create_engine(
