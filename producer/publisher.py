@@ -179,6 +179,9 @@ class GroupCommit:
         assert self._wake is not None
         while True:
             await self._wake.wait()
+            # One more turn of the event loop lets requests that are ready to commit join
+            # this group instead of waiting for the next one.
+            await asyncio.sleep(0)
             self._wake.clear()
             while self._pending:
                 group = [self._pending.popleft()]
