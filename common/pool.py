@@ -1,4 +1,4 @@
-"""Pessimistic disconnect handling that pings only connections idle long enough to be stale.
+"""Engines for server databases whose pool pings only connections idle long enough to be stale.
 
 SQLAlchemy's ``pool_pre_ping`` pings on *every* checkout: with asyncpg, a round trip to the
 server and ~100 µs of CPU per transaction. Under load a pooled connection is back in use
@@ -15,20 +15,40 @@ A connection that dies while in use, or within ``idle_seconds`` of its last use,
 statement that uses it, as with no ping at all; SQLAlchemy then invalidates the whole pool
 so the other connections are replaced on their next checkout
 (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-optimistic).
+
+Use it through :func:`create_engine` (the outbox and the consumer's stores on PostgreSQL).
 """
 
 import time
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 IDLE_SECONDS = 5.0
 """Default: connections idle at least this long (seconds) are pinged before use."""
 
 _LAST_CHECKIN = "common.pool.last_checkin"
+
+
+def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+    """An async engine for a server database (e.g. ``postgresql+asyncpg://``).
+
+    Pooled connections idle for :data:`IDLE_SECONDS` or more are pinged before use
+    (:func:`ping_when_idle`), unless ``pool_pre_ping=True`` in ``kwargs`` asks for
+    SQLAlchemy's ping on every checkout.
+
+    Args:
+        url: SQLAlchemy async URL.
+        **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
+    """
+    engine = create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping", False):
+        ping_when_idle(engine)
+    return engine
 
 
 def ping_when_idle(engine: AsyncEngine, idle_seconds: float = IDLE_SECONDS) -> None:

@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from common import sqlite
-from common.pool import ping_when_idle
+from common import pool, sqlite
 
 _IMMEDIATE = "consumer_begin_immediate"
 
@@ -40,10 +39,7 @@ def create_engine(url: str) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        engine = create_async_engine(parsed)
-        # Not pool_pre_ping: a ping per transaction is a round trip per audit append group.
-        ping_when_idle(engine)
-        return engine
+        return pool.create_engine(parsed)
     # A local file needs no pre-ping (a SELECT 1 per checkout); see common.sqlite for why
     # statements take one trip to aiosqlite's thread each.
     return sqlite.create_engine(

@@ -21,12 +21,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from common import sqlite
+from common import pool, sqlite
 from common.migrations import alembic_config as common_alembic_config
 from common.migrations import upgrade_to_head
-from common.pool import ping_when_idle
 from producer.outbox.models import VERSION_TABLE
 
 logger = logging.getLogger(__name__)
@@ -45,7 +44,7 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             created if missing; in-memory SQLite is refused (nothing would survive).
         **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`. On a
             server database, pooled connections idle for 5 s or more are pinged before
-            use (:func:`common.pool.ping_when_idle`) unless ``pool_pre_ping=True`` asks
+            use (:func:`common.pool.create_engine`) unless ``pool_pre_ping=True`` asks
             for a ping on every checkout.
 
     Raises:
@@ -54,7 +53,6 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        ping_idle = not kwargs.get("pool_pre_ping", False)
         if parsed.get_driver_name() == "asyncpg":
             # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
             # generic plan, which for ``id IN (...) AND status = 'accepted'`` scans the
@@ -65,11 +63,7 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             server_settings.setdefault("plan_cache_mode", "force_custom_plan")
             connect_args["server_settings"] = server_settings
             kwargs["connect_args"] = connect_args
-        engine = create_async_engine(parsed, **kwargs)
-        if ping_idle:
-            # Not pool_pre_ping: a ping per transaction cost ~15 % of the accept rate.
-            ping_when_idle(engine)
-        return engine
+        return pool.create_engine(parsed, **kwargs)
     if parsed.get_driver_name() != "aiosqlite":
         raise ValueError("use the async SQLite driver: sqlite+aiosqlite:///path.db")
     database = parsed.database
