@@ -1,7 +1,7 @@
 """The consumer's worker runtime with a benchmark handler, as its own process.
 
 ``python -m bench.worker --queue Q --count N --handler noop|sleep [--sleep-ms 20]
-[--concurrency C] [--max-message-count M] [--prefetch P] --out OUT.json``
+[--concurrency C] [--max-message-count M] [--prefetch P] [--receivers R] --out OUT.json``
 
 Runs :class:`consumer.runtime.worker.Worker` -- the same receive loop, lock renewal,
 envelope validation, retry ladder and settlement as ``python -m consumer`` -- with one
@@ -43,6 +43,7 @@ async def run(
     concurrency: int,
     max_message_count: int,
     prefetch: int,
+    receivers: int,
     give_up_after: float,
 ) -> dict[str, Any]:
     first: float | None = None
@@ -72,6 +73,7 @@ async def run(
         concurrency=concurrency,
         max_message_count=max_message_count,
         prefetch_count=prefetch,
+        receivers=receivers,
         event_types=None,
     )
     connection = ServiceBusConnection(servicebus_connection_string=SecretStr(connection_string))
@@ -110,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-message-count", type=int, default=50)
     parser.add_argument("--prefetch", type=int, default=0)
+    parser.add_argument("--receivers", type=int, default=QueueConfig.receivers)
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 max_message_count=args.max_message_count,
                 prefetch=args.prefetch,
+                receivers=args.receivers,
                 give_up_after=args.timeout,
             )
         )
