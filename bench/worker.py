@@ -43,7 +43,7 @@ async def run(
     concurrency: int,
     max_message_count: int,
     prefetch: int,
-    receivers: int,
+    receivers: int | None,
     give_up_after: float,
 ) -> dict[str, Any]:
     first: float | None = None
@@ -112,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--max-message-count", type=int, default=50)
     parser.add_argument("--prefetch", type=int, default=0)
-    parser.add_argument("--receivers", type=int, default=QueueConfig.receivers)
+    parser.add_argument(
+        "--receivers", type=int, default=None, help="default: the consumer's, by concurrency"
+    )
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)

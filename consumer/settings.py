@@ -37,8 +37,9 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         busy_wait_time: Seconds a receive call waits while handlers run.
         prefetch_count: Default SDK prefetch per receiver (0 = off).
         receivers_per_queue: Receivers (each its own AMQP connection and link) per queue;
-            the SDK waits for Service Bus to confirm each settlement, so a second
-            receiver overlaps those round trips with the first one's.
+            the SDK waits for Service Bus to confirm each settlement, so more receivers
+            overlap those round trips. Unset: one per 16 of the queue's concurrency, at
+            least 2 and at most 8 (``consumer.runtime.processor.receivers_for``).
         audit_concurrency / notifications_concurrency: Messages processed at once (audit
             appends that run together are committed together, so this is also the
             largest audit commit group).
@@ -92,7 +93,7 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     max_wait_time: float = Field(default=2.0, gt=0)
     busy_wait_time: float = Field(default=0.2, gt=0)
     prefetch_count: int = Field(default=0, ge=0)
-    receivers_per_queue: int = Field(default=2, ge=1, le=16)
+    receivers_per_queue: int | None = Field(default=None, ge=1, le=16)
     audit_concurrency: int = Field(default=32, ge=1, le=1000)
     notifications_concurrency: int = Field(default=16, ge=1, le=1000)
     audit_prefetch_count: int | None = Field(default=None, ge=0)

@@ -59,10 +59,11 @@ class QueueConfig:
     Attributes:
         name: Queue name.
         concurrency: Messages processed at once.
-        receivers: Receivers (each its own AMQP connection and link) reading the queue.
-            Every call on one receiver is serialised and a settlement waits for the
-            service's answer, so one receiver settles one message per round trip; a
-            second one overlaps those round trips.
+        receivers: Receivers (each its own AMQP connection and link) reading the queue;
+            ``None`` picks :func:`receivers_for` ``(concurrency)``. Every call on one
+            receiver is serialised and a settlement waits for the service's answer, so
+            one receiver settles one message per round trip; more receivers overlap
+            those round trips.
         prefetch_count: SDK prefetch for each receiver (0 = off).
         max_message_count: Most messages asked for per receive call.
         max_wait_time: Receive wait while nothing is in flight (bounds shutdown latency).
@@ -80,7 +81,7 @@ class QueueConfig:
 
     name: str
     concurrency: int = 8
-    receivers: int = 2
+    receivers: int | None = None
     prefetch_count: int = 0
     max_message_count: int = 50
     max_wait_time: float = 2.0
@@ -89,6 +90,29 @@ class QueueConfig:
     max_processing_time: float = 300.0
     recycle_after_idle: float = 300.0
     event_types: frozenset[str] | None = None
+
+    @property
+    def receiver_count(self) -> int:
+        """``receivers``, or the default for ``concurrency`` when it is ``None``."""
+        return receivers_for(self.concurrency) if self.receivers is None else self.receivers
+
+
+SLOTS_PER_RECEIVER = 16
+"""Handler slots one receiver keeps fed by default (see :func:`receivers_for`)."""
+
+
+def receivers_for(concurrency: int) -> int:
+    """Default receivers for a queue processed ``concurrency`` messages at a time.
+
+    One per 16 handler slots, at least 2 and at most 8. Since azure-servicebus 7.15 every
+    peek-lock settlement waits for the service's outcome (one round trip each), and the
+    SDK's pure-Python transport reads and writes a connection under one lock, so
+    settlements on one receiver do not overlap even when awaited together: a receiver
+    settles at most one message per round trip, and at high concurrency its receive calls
+    queue behind those settlements, leaving handler slots empty. Receivers on separate
+    connections overlap them (docs/benchmarks/findings.md, section 11).
+    """
+    return max(2, min(8, concurrency // SLOTS_PER_RECEIVER))
 
 
 @dataclass
@@ -210,7 +234,7 @@ class QueueProcessor:
         self.config = config
         self._router = router
         self.stats = stats
-        self._lanes = [_Lane() for _ in range(max(1, config.receivers))]
+        self._lanes = [_Lane() for _ in range(max(1, config.receiver_count))]
         self._retired: list[ReceiverChannel] = []
         self._generation = 0
         self._sender = SenderChannel(client, config.name)

@@ -14,6 +14,7 @@ from consumer.errors import PermanentError, TransientError
 from consumer.handlers.audit import AuditHandler
 from consumer.retry import RetryPolicy
 from consumer.runner import queue_configs
+from consumer.runtime.processor import receivers_for
 from consumer.runtime.routing import Route
 from consumer.settings import ConsumerSettings
 from consumer.stores.audit import AuditStore
@@ -55,6 +56,28 @@ async def test_events_are_processed_and_completed(
     assert (await store.verify()).ok
     async with sb.get_queue_receiver(AUDIT_QUEUE) as receiver:
         assert await receiver.receive_messages(max_wait_time=1) == []  # completed
+
+
+async def test_high_concurrency_receivers_share_the_queue_without_redelivery(
+    sb: ServiceBusClient, db: Database, start_worker: StartWorker
+) -> None:
+    """Concurrency 64 means four receivers (``receivers_for``) taking turns on one queue."""
+    store = AuditStore(db)
+    running = start_worker(
+        {AUDIT_EVENT_TYPE: Route("audit", AuditHandler(store), FAST)}, concurrency=64
+    )
+    assert running.worker.processors[0].config.receiver_count == 4
+    await send(sb, AUDIT_QUEUE, *(to_servicebus_message(audit_envelope()) for _ in range(300)))
+
+    async def all_stored() -> bool:
+        return await store.count() == 300 and running.stats().completed == 300
+
+    await eventually(all_stored)
+    await running.shutdown()
+    assert running.stats().received == 300  # each delivered once: no lock lost, no retry
+    assert (await store.verify()).ok
+    async with sb.get_queue_receiver(AUDIT_QUEUE) as receiver:
+        assert await receiver.receive_messages(max_wait_time=1) == []
 
 
 POISON = [
@@ -380,7 +403,20 @@ def test_receivers_per_queue_applies_to_both_queues(monkeypatch: pytest.MonkeyPa
         "CONSUMER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE", "example.servicebus.windows.net"
     )
     monkeypatch.setenv("CONSUMER_RECEIVERS_PER_QUEUE", "3")
-    assert [config.receivers for config in queue_configs(ConsumerSettings())] == [3, 3]
+    assert [config.receiver_count for config in queue_configs(ConsumerSettings())] == [3, 3]
+
+
+def test_receivers_per_queue_follow_concurrency_by_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(
+        "CONSUMER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE", "example.servicebus.windows.net"
+    )
+    monkeypatch.setenv("CONSUMER_AUDIT_CONCURRENCY", "64")
+    monkeypatch.setenv("CONSUMER_NOTIFICATIONS_CONCURRENCY", "16")
+    audit, notifications = queue_configs(ConsumerSettings())
+    assert (audit.receiver_count, notifications.receiver_count) == (4, 2)
+    assert [receivers_for(c) for c in (1, 32, 100, 1000)] == [2, 2, 6, 8]
 
 
 async def test_handler_past_max_processing_time_is_cancelled_and_retried(
