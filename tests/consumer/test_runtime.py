@@ -41,43 +41,36 @@ def props(message: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize(
+    ("concurrency", "receivers", "count"),
+    [(4, 2, 20), (64, 4, 300)],
+    ids=["default-receivers", "receivers-follow-concurrency"],
+)
 async def test_events_are_processed_and_completed(
-    sb: ServiceBusClient, db: Database, start_worker: StartWorker
+    sb: ServiceBusClient,
+    db: Database,
+    start_worker: StartWorker,
+    concurrency: int,
+    receivers: int,
+    count: int,
 ) -> None:
+    """Every event is stored once and completed, whichever receiver took it."""
     store = AuditStore(db)
-    running = start_worker({AUDIT_EVENT_TYPE: Route("audit", AuditHandler(store), FAST)})
-    await send(sb, AUDIT_QUEUE, *(to_servicebus_message(audit_envelope()) for _ in range(20)))
+    running = start_worker(
+        {AUDIT_EVENT_TYPE: Route("audit", AuditHandler(store), FAST)}, concurrency=concurrency
+    )
+    assert running.worker.processors[0].config.receiver_count == receivers  # receivers_for
+    await send(sb, AUDIT_QUEUE, *(to_servicebus_message(audit_envelope()) for _ in range(count)))
 
     async def all_stored() -> bool:
-        return await store.count() == 20 and running.stats().completed == 20
+        return await store.count() == count and running.stats().completed == count
 
     await eventually(all_stored)
     await running.shutdown()
+    assert running.stats().received == count  # each delivered once: no lock lost, no retry
     assert (await store.verify()).ok
     async with sb.get_queue_receiver(AUDIT_QUEUE) as receiver:
         assert await receiver.receive_messages(max_wait_time=1) == []  # completed
-
-
-async def test_high_concurrency_receivers_share_the_queue_without_redelivery(
-    sb: ServiceBusClient, db: Database, start_worker: StartWorker
-) -> None:
-    """Concurrency 64 means four receivers (``receivers_for``) taking turns on one queue."""
-    store = AuditStore(db)
-    running = start_worker(
-        {AUDIT_EVENT_TYPE: Route("audit", AuditHandler(store), FAST)}, concurrency=64
-    )
-    assert running.worker.processors[0].config.receiver_count == 4
-    await send(sb, AUDIT_QUEUE, *(to_servicebus_message(audit_envelope()) for _ in range(300)))
-
-    async def all_stored() -> bool:
-        return await store.count() == 300 and running.stats().completed == 300
-
-    await eventually(all_stored)
-    await running.shutdown()
-    assert running.stats().received == 300  # each delivered once: no lock lost, no retry
-    assert (await store.verify()).ok
-    async with sb.get_queue_receiver(AUDIT_QUEUE) as receiver:
-        assert await receiver.receive_messages(max_wait_time=1) == []
 
 
 POISON = [
