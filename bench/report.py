@@ -317,6 +317,7 @@ def _accept(r: Doc) -> str:
                     _num(s["p95_ms"]["median"], 1),
                     _num(s["p99_ms"]["median"], 1),
                     _spread(s.get("publish_rate")),
+                    _spread(s.get("commit_group_mean"), 1),
                     _cpu(s["cpu_percent"]),
                 ]
             )
@@ -329,6 +330,7 @@ def _accept(r: Doc) -> str:
             "p95 ms",
             "p99 ms",
             "on the queue/s during load",
+            "events per commit group",
             "CPU % of one core",
         ],
         rows,
@@ -510,6 +512,10 @@ METHOD = """\
   of the producer, `/stats` of the tutorial app): the tutorial pattern answers 202 before
   its background task has even connected, its sends pile up as tasks in memory (lost if
   the process stops); the target notes say how many were still unsent 10 s later.
+  "events per commit group" is the producer's mean group commit over the run
+  (`grouped_events / commit_groups` of `/v1/stats`): the outbox transaction, the send
+  and the "published" update are paid once per group, so fewer events per group cost
+  more CPU per request.
 * **Publish.** Rate from the outbox rows' `finished_at` (first to last published batch),
   i.e. the relay alone; the raw SDK baseline sends prepared messages in batches filled to
   the SDK's limit (256 KiB) over one sender.

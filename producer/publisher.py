@@ -257,6 +257,9 @@ class GroupCommit:
             if marks is not None:
                 marks_queue.give_back(marks)
             raise
+        stats = self._publisher.stats
+        stats.commit_groups += 1
+        stats.grouped_events += len(rows)
         if marks is not None:
             marks.committed()
 

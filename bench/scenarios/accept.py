@@ -109,6 +109,8 @@ async def _start(ctx: Context, variant: str) -> AsyncIterator[_System]:
                 "accepted": data["accepted"],
                 "published": data["published"],
                 "failed": data["publish_failed"] + data["unpublishable"],
+                "commit_groups": data["commit_groups"],
+                "grouped_events": data["grouped_events"],
             }
 
         yield _System(
@@ -158,6 +160,10 @@ async def _measure(
         run["publish_rate"] = published / result["elapsed_seconds"]
         run["effective_rate"] = min(run["rate"], run["publish_rate"])
         run["backlog_at_end"] = after["accepted"] - after["published"] - after["failed"]
+        if "commit_groups" in after:
+            groups = after["commit_groups"] - before["commit_groups"]
+            grouped = after["grouped_events"] - before["grouped_events"]
+            run["commit_group_mean"] = grouped / groups if groups else 0.0
         limit = DRAIN_LIMIT.get(variant, 60.0)
 
         async def caught_up() -> bool:
@@ -180,7 +186,15 @@ async def _measure(
 
 def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {"runs": runs}
-    for key in ("rate", "p50_ms", "p95_ms", "p99_ms", "publish_rate", "effective_rate"):
+    for key in (
+        "rate",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "publish_rate",
+        "effective_rate",
+        "commit_group_mean",
+    ):
         values = [r[key] for r in runs if key in r]
         if values:
             out[key] = summarize(values)

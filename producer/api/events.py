@@ -96,4 +96,6 @@ async def get_stats(publisher: PublisherDep, principal: PrincipalDep) -> Stats:
         cancelled=s.cancelled,
         unpublishable=s.unpublishable,
         idempotent_replays=s.idempotent_replays,
+        commit_groups=s.commit_groups,
+        grouped_events=s.grouped_events,
     )

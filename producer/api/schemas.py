@@ -91,3 +91,10 @@ class Stats(BaseModel):
     cancelled: int
     unpublishable: int
     idempotent_replays: int
+    commit_groups: int = Field(
+        description="Outbox transactions that committed concurrent requests' events together"
+    )
+    grouped_events: int = Field(
+        description="Events those transactions committed; divided by commit_groups, the mean"
+        " group size (one transaction, send and update shared by that many events)"
+    )

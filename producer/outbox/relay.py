@@ -70,6 +70,12 @@ class PublishStats:
         publish_failed: Events in send/schedule attempts that failed (each retry counts).
         unpublishable: Events that can never be sent (too large, unreadable); ``failed``.
         idempotent_replays: Requests answered from an earlier ``Idempotency-Key``.
+        commit_groups: Outbox transactions that committed the events of concurrent
+            requests together (group commit; requests without an ``Idempotency-Key`` or
+            a caller's session).
+        grouped_events: Events committed by those transactions. ``grouped_events /
+            commit_groups`` is the mean group size: each transaction, and the send and
+            update that follow it, is a fixed cost shared by that many events.
     """
 
     accepted: int = 0
@@ -79,6 +85,8 @@ class PublishStats:
     publish_failed: int = 0
     unpublishable: int = 0
     idempotent_replays: int = 0
+    commit_groups: int = 0
+    grouped_events: int = 0
 
 
 def _stored_message(event: ClaimedEvent) -> ServiceBusMessage:

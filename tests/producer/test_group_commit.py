@@ -72,6 +72,8 @@ async def test_fifty_concurrent_publishes_are_committed_and_published_once(
         assert publisher.stats.accepted == 50
         assert publisher.stats.published == 50  # each sent once (not once per retry)
         assert publisher.stats.publish_failed == 0
+        # Handed to the committer before it ran: one transaction for all fifty.
+        assert (publisher.stats.commit_groups, publisher.stats.grouped_events) == (1, 50)
         assert (await publisher.repository.backlog()).count == 0
 
 
@@ -109,6 +111,10 @@ async def test_a_duplicate_id_fails_alone_and_its_group_is_still_published(
         assert {(await publisher.get(i)).attempts for i in expected} == {1}
         assert publisher.stats.accepted == len(expected)
         assert publisher.stats.published == len(expected)
+        # The duplicate split the group into one transaction per request; only the
+        # transactions that committed count, with the events they committed.
+        assert publisher.stats.grouped_events == len(expected)
+        assert publisher.stats.commit_groups == len(expected)
 
 
 async def test_a_batch_with_a_duplicate_stays_all_or_nothing_in_a_group(
@@ -177,3 +183,5 @@ def test_concurrent_http_requests_are_all_accepted_and_published_once(
         stats = client.get("/v1/stats", headers=caller.headers).json()
         assert stats["accepted"] == stats["published"] == count
         assert stats["publish_failed"] == 0
+        assert stats["grouped_events"] == count
+        assert 1 <= stats["commit_groups"] <= count
