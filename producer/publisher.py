@@ -23,7 +23,6 @@ Example (see ``examples/orders_app.py`` for a complete application)::
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
@@ -38,7 +37,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import Session
 
-from common.futures import fail, resolve
 from common.servicebus import open_servicebus_client
 from contracts import (
     AUDIT_EVENT_TYPE,
@@ -60,6 +58,7 @@ from producer.errors import (
     NotCancellableError,
     OutboxUnavailableError,
 )
+from producer.group_commit import GroupCommit
 from producer.idempotency import IdempotencyKey
 from producer.outbox.database import create_outbox_engine, run_migrations
 from producer.outbox.models import OutboxStatus
@@ -132,138 +131,6 @@ class Readiness:
     checks: dict[str, Check]
 
 
-class GroupCommit:
-    """Commits the rows of concurrent requests in one transaction (group commit).
-
-    Each request still gets its answer only after the transaction holding its rows has
-    committed, so nothing about durability changes; but N concurrent requests cost one
-    ``BEGIN/INSERT/COMMIT`` (and one fsync) instead of N. The committed rows are then
-    published straight from memory (the messages built for the size check), in one
-    ``ServiceBusMessageBatch`` send and one ``UPDATE`` for the whole group, instead of a
-    claim query, a send and an update per request.
-
-    Args:
-        publisher: Owner (repository, relay, transport health, task tracking).
-        max_rows: Most rows per transaction.
-    """
-
-    def __init__(self, publisher: "EventPublisher", max_rows: int = 500) -> None:
-        self._publisher = publisher
-        self._max_rows = max_rows
-        self._pending: deque[
-            tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]
-        ] = deque()
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def insert(self, rows: list[NewEvent], messages: dict[str, ServiceBusMessage]) -> None:
-        """Return once ``rows`` are committed (raises what the insert raised)."""
-        loop = asyncio.get_running_loop()
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name="outbox-group-commit")
-        done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((rows, messages, done))
-        self._wake.set()
-        await asyncio.shield(done)
-
-    async def close(self) -> None:
-        """Stop the committer task (after the HTTP server stopped sending requests)."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            # One more turn of the event loop lets requests that are ready to commit join
-            # this group instead of waiting for the next one.
-            await asyncio.sleep(0)
-            self._wake.clear()
-            while self._pending:
-                group = [self._pending.popleft()]
-                size = len(group[0][0])
-                while self._pending and size + len(self._pending[0][0]) <= self._max_rows:
-                    group.append(self._pending.popleft())
-                    size += len(group[-1][0])
-                await self._commit(group)
-
-    async def _commit(
-        self,
-        group: list[tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]],
-    ) -> None:
-        publisher = self._publisher
-        reachable = publisher.transport.health.reachable is not False
-        claim = publisher.relay.new_claim() if reachable else None
-        attempts = 0 if claim is None else 1
-        failed: set[int] = set()
-        try:
-            await self._insert([row for item in group for row in item[0]], claim, attempts)
-        except IntegrityError:
-            # A duplicate id somewhere in the group: commit each request alone, so only
-            # the request that carries it fails.
-            for index, item in enumerate(group):
-                try:
-                    await self._insert(item[0], claim, attempts)
-                except Exception as exc:
-                    failed.add(index)
-                    fail(item[2], exc)
-                else:
-                    resolve(item[2], None)
-        except BaseException as exc:
-            for item in group:
-                fail(item[2], exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        else:
-            for item in group:
-                resolve(item[2], None)
-        committed = [
-            row for index, item in enumerate(group) if index not in failed for row in item[0]
-        ]
-        if not committed:
-            return
-        if claim is None or publisher.relay.stopping:
-            publisher.relay.notify()
-            return
-        messages = {k: v for item in group for k, v in item[1].items()}
-        publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
-
-    async def _insert(self, rows: list[NewEvent], claim: str | None, attempts: int) -> None:
-        """One transaction: ``rows`` and, on SQLite, the ``published`` marks waiting now.
-
-        On SQLite every write waits for the one connection, so taking the marks along
-        saves the transaction of their own that would hold it between two group commits.
-        On PostgreSQL the marks are written on another connection in parallel; taking them
-        along would only lengthen the transaction the requests are waiting for.
-        """
-        marks_queue = self._publisher.relay.marks
-        marks = None
-        try:
-            async with self._publisher.repository.engine.begin() as connection:
-                now = utc_now()
-                await self._publisher.repository.insert(
-                    connection, rows, claim=claim, now=now, attempts=attempts
-                )
-                if connection.dialect.name == "sqlite":
-                    marks = marks_queue.take()
-                if marks is not None:
-                    await self._publisher.repository.set_published(connection, marks.ids, now=now)
-        except BaseException:
-            if marks is not None:
-                marks_queue.give_back(marks)
-            raise
-        stats = self._publisher.stats
-        stats.commit_groups += 1
-        stats.grouped_events += len(rows)
-        if marks is not None:
-            marks.committed()
-
-
 class EventPublisher:
     """Durable, background-published events (one per process; see :func:`open_event_publisher`).
 
@@ -293,7 +160,7 @@ class EventPublisher:
         }
         self._tasks: set[asyncio.Task[None]] = set()
         self.shutting_down = False
-        self._group = GroupCommit(self)
+        self._group = GroupCommit(self, linger=settings.group_commit_linger.total_seconds())
 
     # --- building ---------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ transaction of its own. On SQLite, where the outbox has one connection, that sec
 transaction per event took the connection from the next group commit: at 300 events/s
 each event waited behind the marks of the ones before it. :class:`PublishedMarks`
 coalesces the marks waiting at any moment into one ``UPDATE``, and on SQLite the group
-commit (:class:`producer.publisher.GroupCommit`) takes the waiting marks into the
+commit (:class:`producer.group_commit.GroupCommit`) takes the waiting marks into the
 transaction it commits anyway, so under steady load marks cost no transaction at all.
 
 A caller still returns only once its rows are recorded, so nothing about leases or

@@ -10,10 +10,12 @@ in the same group as it are accepted and published; a batch stays all-or-nothing
 import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from contracts import AuditEvent, EventEnvelope, new_envelope
 from producer import ProducerSettings, create_app, open_event_publisher
@@ -185,3 +187,62 @@ def test_concurrent_http_requests_are_all_accepted_and_published_once(
         assert stats["publish_failed"] == 0
         assert stats["grouped_events"] == count
         assert 1 <= stats["commit_groups"] <= count
+
+
+async def test_a_smaller_cohort_waits_for_the_rest_of_its_group(
+    connection_string: str, make_settings: Callable[..., ProducerSettings]
+) -> None:
+    # A long linger (beyond what settings accept, hence no validation), so that only the
+    # rest of the group can release the waiting requests.
+    settings = make_settings(connection_string).model_copy(
+        update={"group_commit_linger": timedelta(seconds=30)}
+    )
+    async with open_event_publisher(settings) as publisher:
+        first = [audit(f"L-a{n}") for n in range(8)]
+        await asyncio.gather(*(publisher.publish(e) for e in first))
+        assert (publisher.stats.commit_groups, publisher.stats.grouped_events) == (1, 8)
+
+        early = [asyncio.create_task(publisher.publish(audit(f"L-b{n}"))) for n in range(3)]
+        done, _ = await asyncio.wait(early, timeout=0.5)
+        assert not done  # three of a group of eight: they wait for the rest
+        late = [asyncio.create_task(publisher.publish(audit(f"L-c{n}"))) for n in range(5)]
+        accepted = await asyncio.wait_for(asyncio.gather(*early, *late), timeout=20)
+
+        # The three and the five were committed together, in one transaction.
+        assert (publisher.stats.commit_groups, publisher.stats.grouped_events) == (2, 16)
+        ids = [*(e.id for e in first), *(a.id for a in accepted)]
+        assert sorted(await received_ids(connection_string, 16)) == sorted(ids)
+        assert await all_published(publisher, ids)
+
+
+async def test_a_group_that_stays_short_commits_when_the_linger_runs_out(
+    connection_string: str, make_settings: Callable[..., ProducerSettings]
+) -> None:
+    settings = make_settings(connection_string).model_copy(
+        update={"group_commit_linger": timedelta(seconds=3)}
+    )
+    async with open_event_publisher(settings) as publisher:
+        await asyncio.gather(*(publisher.publish(audit(f"S-a{n}")) for n in range(8)))
+
+        # Alone after a group of eight: committed once the linger ran out, not lost.
+        alone = await publisher.publish(audit("S-alone"))
+        assert (publisher.stats.commit_groups, publisher.stats.grouped_events) == (2, 9)
+        # The committer now expects single requests: the next one does not wait the
+        # linger (3 s) again.
+        after = await asyncio.wait_for(publisher.publish(audit("S-after")), timeout=1.5)
+        assert (publisher.stats.commit_groups, publisher.stats.grouped_events) == (3, 10)
+        assert await all_published(publisher, [alone.id, after.id])
+
+
+def test_the_group_commit_linger_is_a_short_duration(
+    connection_string: str, make_settings: Callable[..., ProducerSettings]
+) -> None:
+    assert make_settings(connection_string).group_commit_linger.total_seconds() == 0.002
+    assert (
+        make_settings(
+            connection_string, group_commit_linger="0"
+        ).group_commit_linger.total_seconds()
+        == 0
+    )
+    with pytest.raises(ValidationError, match="group_commit_linger"):
+        make_settings(connection_string, group_commit_linger=5)
