@@ -26,6 +26,12 @@ from tests.conftest import AUDIT_QUEUE
 from tests.producer.conftest import AUDIT, Caller, receive, wait_until
 
 
+def lingering(settings: ProducerSettings, seconds: float) -> ProducerSettings:
+    """``settings`` with a group commit linger of ``seconds``, longer than the setting
+    accepts (``model_copy`` skips validation), so that a test can tell waiting from not."""
+    return settings.model_copy(update={"group_commit_linger": timedelta(seconds=seconds)})
+
+
 def audit(label: str) -> EventEnvelope:
     event = AuditEvent.model_validate({**AUDIT, "resource": {"type": "invoice", "id": label}})
     return new_envelope(event, source="/tests")
@@ -192,11 +198,8 @@ def test_concurrent_http_requests_are_all_accepted_and_published_once(
 async def test_a_smaller_cohort_waits_for_the_rest_of_its_group(
     connection_string: str, make_settings: Callable[..., ProducerSettings]
 ) -> None:
-    # A long linger (beyond what settings accept, hence no validation), so that only the
-    # rest of the group can release the waiting requests.
-    settings = make_settings(connection_string).model_copy(
-        update={"group_commit_linger": timedelta(seconds=30)}
-    )
+    # A long linger, so that only the rest of the group can release the waiting requests.
+    settings = lingering(make_settings(connection_string), 30)
     async with open_event_publisher(settings) as publisher:
         first = [audit(f"L-a{n}") for n in range(8)]
         await asyncio.gather(*(publisher.publish(e) for e in first))
@@ -218,9 +221,7 @@ async def test_a_smaller_cohort_waits_for_the_rest_of_its_group(
 async def test_a_group_that_stays_short_commits_when_the_linger_runs_out(
     connection_string: str, make_settings: Callable[..., ProducerSettings]
 ) -> None:
-    settings = make_settings(connection_string).model_copy(
-        update={"group_commit_linger": timedelta(seconds=3)}
-    )
+    settings = lingering(make_settings(connection_string), 3)
     async with open_event_publisher(settings) as publisher:
         await asyncio.gather(*(publisher.publish(audit(f"S-a{n}")) for n in range(8)))
 
