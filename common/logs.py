@@ -50,5 +50,7 @@ def configure_logging(service_name: str, log_format: Literal["text", "json"], le
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The AMQP client logs every link state change at INFO; keep ours readable.
-    logging.getLogger("azure").setLevel(max(root.level, logging.WARNING))
+    # The AMQP client logs every link state change at INFO, and Alembic each of its
+    # autogenerate plugins on every start; keep ours readable.
+    for noisy in ("azure", "alembic.runtime.plugins"):
+        logging.getLogger(noisy).setLevel(max(root.level, logging.WARNING))

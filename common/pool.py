@@ -25,7 +25,8 @@ from typing import Any
 from sqlalchemy import event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 IDLE_SECONDS = 5.0
@@ -45,7 +46,9 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         url: SQLAlchemy async URL.
         **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
     """
-    engine = create_async_engine(url, **kwargs)
+    # Looked up per call, not imported by name: OpenTelemetry's SQLAlchemy instrumentation
+    # wraps it after this module is imported, and the store spans come from that wrapper.
+    engine = sqlalchemy_asyncio.create_async_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping", False):
         ping_when_idle(engine)
     return engine

@@ -76,3 +76,41 @@ async def open_servicebus_client(
         ) as client,
     ):
         yield client
+
+
+AZURE_SUFFIXES = (
+    ".servicebus.windows.net",
+    ".servicebus.usgovcloudapi.net",
+    ".servicebus.chinacloudapi.cn",
+)
+"""Namespace host suffixes of the Azure clouds; any other host is taken for an emulator."""
+
+
+def how_to_create_queue(fully_qualified_namespace: str, queue: str) -> str:
+    """How to create ``queue`` in the namespace a client points at, as one phrase.
+
+    For the error line of a process whose queue does not exist (attaching a link to a
+    missing entity fails with ``amqp:not-found``, which the SDK raises as
+    ``MessagingEntityNotFoundError``; see
+    https://learn.microsoft.com/azure/service-bus-messaging/service-bus-messaging-exceptions-latest).
+
+    Args:
+        fully_qualified_namespace: ``ServiceBusClient.fully_qualified_namespace``, e.g.
+            ``mybus.servicebus.windows.net`` or ``127.0.0.1:41327`` for the emulator.
+        queue: The missing queue's name.
+
+    Returns:
+        For Azure, the ``az servicebus queue create`` command; for any other host, the
+        entry to add to the emulator's ``--config`` file.
+    """
+    host = fully_qualified_namespace.split(":", 1)[0].lower()
+    if host.endswith(AZURE_SUFFIXES):
+        namespace = host.split(".", 1)[0]
+        return (
+            f"create it with `az servicebus queue create --resource-group <group> "
+            f"--namespace-name {namespace} --name {queue}`"
+        )
+    return (
+        f'add {{"Name": "{queue}"}} to "Queues" in the emulator\'s --config file '
+        f"(config/servicebus.json) and restart it"
+    )

@@ -22,13 +22,14 @@ engine's ``begin`` listener.
 
 import sqlite3
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
 import aiosqlite
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _Parameters = Sequence[Any] | Mapping[str, Any]
 
@@ -48,6 +49,11 @@ class OneTripCursor:
         self.rowcount = -1
         self.lastrowid: int | None = None
         self._rows: deque[Any] = deque()
+
+    def __await__(self) -> Generator[None, None, "OneTripCursor"]:
+        # SQLAlchemy 2.0's adapter awaits ``connection.cursor()``, as aiosqlite's is awaitable.
+        yield from ()
+        return self
 
     async def __aenter__(self) -> "OneTripCursor":
         return self
@@ -213,10 +219,13 @@ def create_engine(
             :func:`begin_with_first_statement`.
         **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
     """
+    # ``sqlalchemy_asyncio.create_async_engine`` is looked up per call, not imported by name:
+    # OpenTelemetry's SQLAlchemy instrumentation wraps it after this module is imported, and
+    # the store spans come from that wrapper.
     if url.query:
         connect_args = dict(kwargs.pop("connect_args", {}))
         connect_args.setdefault("timeout", timeout)
-        engine = create_async_engine(url, connect_args=connect_args, **kwargs)
+        engine = sqlalchemy_asyncio.create_async_engine(url, connect_args=connect_args, **kwargs)
 
         def on_connect(dbapi_connection: Any, _record: Any) -> None:
             dbapi_connection.isolation_level = None
@@ -228,7 +237,7 @@ def create_engine(
     else:
         creator = connector(url.database or "", pragmas=pragmas, timeout=timeout)
         kwargs.setdefault("async_creator", creator)
-        engine = create_async_engine(url, **kwargs)
+        engine = sqlalchemy_asyncio.create_async_engine(url, **kwargs)
     event.listen(engine.sync_engine, "begin", on_begin)
     return engine
 

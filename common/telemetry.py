@@ -5,20 +5,28 @@ code or app factories, so tests can install in-memory exporters instead).
 
 Exporter choice (``exporter="auto"``), first match wins:
 
-1. ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set -> Azure Monitor
+1. ``OTEL_TRACES_EXPORTER`` (the standard variable,
+   https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/#exporter-selection)
+   set to ``console``, ``otlp`` or ``none`` -> that exporter;
+2. ``APPLICATIONINSIGHTS_CONNECTION_STRING`` set -> Azure Monitor
    (``azure-monitor-opentelemetry``,
    https://learn.microsoft.com/azure/azure-monitor/app/opentelemetry-enable?tabs=python);
-2. ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set -> OTLP over HTTP, all
+3. ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``..._TRACES_ENDPOINT``) set -> OTLP over HTTP, all
    other ``OTEL_EXPORTER_OTLP_*`` variables honoured by the exporter itself;
-3. ``telemetry_file`` set -> JSON lines of spans and metrics in that file (``make run``
+4. ``telemetry_file`` set -> JSON lines of spans and metrics in that file (``make run``
    writes one; ``python -m tools.traceview`` renders it);
-4. ``environment == "development"`` -> console (stderr);
-5. otherwise nothing. ``OTEL_SDK_DISABLED=true`` or ``exporter="none"`` always means nothing.
+5. ``environment == "development"`` -> ``summary``: one log line per HTTP request and per
+   delivery processed (:mod:`common.span_summary`), no metrics; ``console`` prints every
+   span and metric as JSON on stderr instead;
+6. otherwise nothing. ``OTEL_SDK_DISABLED=true`` or ``exporter="none"`` always means nothing.
 """
 
+import inspect
 import logging
 import os
 import socket
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -38,11 +46,19 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from pydantic import BaseModel
 
 from common.logs import configure_logging
+from common.span_summary import SpanSummaryProcessor
 
-Exporter = Literal["auto", "azure-monitor", "otlp", "file", "console", "none"]
+Exporter = Literal["auto", "azure-monitor", "otlp", "file", "console", "summary", "none"]
 LogFormat = Literal["text", "json"]
 
 logger = logging.getLogger(__name__)
+
+_STANDARD_TRACES_EXPORTERS: dict[str, Exporter] = {
+    "console": "console",
+    "otlp": "otlp",
+    "none": "none",
+}
+"""``OTEL_TRACES_EXPORTER`` values honoured, and the exporter each selects."""
 
 
 class TelemetrySettings(BaseModel):
@@ -50,7 +66,8 @@ class TelemetrySettings(BaseModel):
 
     Attributes:
         environment: ``deployment.environment.name`` resource attribute; ``development``
-            also means readable text logs and console export by default.
+            also means readable text logs and, by default, one log line per request or
+            delivery instead of exported spans.
         telemetry_exporter: ``auto`` (see module docstring), or force one.
         telemetry_file: JSON-lines file for spans and metrics (exporter ``file``).
         metric_export_interval: Seconds between metric exports.
@@ -66,18 +83,109 @@ class TelemetrySettings(BaseModel):
     log_level: str = "INFO"
 
 
+SHUTDOWN_TIMEOUT = 3.0
+"""Seconds :meth:`Telemetry.shutdown` gives the exporters by default, all together.
+
+Container Apps kills a replica 30 s after SIGTERM
+(https://learn.microsoft.com/azure/container-apps/application-lifecycle-management#shutdown);
+the consumer's default grace period (25 s) plus this stays inside it. The exporters' own
+timeouts are longer (OTLP: 10 s per export, OpenTelemetry's
+``OTEL_EXPORTER_OTLP_TIMEOUT``), and the SDK's span processors do not take a shutdown
+timeout at all, so the bound is kept here.
+"""
+
+ShutdownStep = Callable[[float], object]
+"""Flushes and stops one provider or stream; takes the seconds it may use."""
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """What :meth:`Telemetry.shutdown` managed within its time.
+
+    Attributes:
+        timeout: Seconds the exporters were given (together, they run at once).
+        finished: Steps that finished in time (``traces``, ``metrics``, ``logs``).
+        abandoned: Steps still exporting at the timeout; what they had not exported is
+            lost (the process exits without waiting for them).
+    """
+
+    timeout: float
+    finished: tuple[str, ...]
+    abandoned: tuple[str, ...]
+
+
 @dataclass
 class Telemetry:
     """What :func:`configure_telemetry` set up; call :meth:`shutdown` before exiting."""
 
     exporter: Exporter
-    _shutdown: list[Callable[[], object]] = field(default_factory=list)
+    _shutdown: list[tuple[str, ShutdownStep]] = field(default_factory=list)
+    _close_after: list[Callable[[], object]] = field(default_factory=list)
+    """Run once every step has finished (the telemetry file the exporters write to)."""
 
-    def shutdown(self) -> None:
-        """Flush and stop exporters (bounded by the SDK's own export timeouts)."""
-        for step in reversed(self._shutdown):
-            step()
-        self._shutdown.clear()
+    def add_shutdown_step(self, name: str, step: ShutdownStep) -> None:
+        """Run ``step`` at :meth:`shutdown` (``name`` is how reports and logs call it)."""
+        self._shutdown.append((name, step))
+
+    def shutdown(self, timeout: float = SHUTDOWN_TIMEOUT) -> ShutdownReport:
+        """Flush and stop the exporters, all at once, giving up after ``timeout`` seconds.
+
+        Each step runs in a daemon thread of its own and is handed the budget (the meter
+        provider's ``shutdown(timeout_millis)`` honours it; span processors have no such
+        parameter in the SDK), so one exporter stuck on an unresponsive collector neither
+        delays the others nor keeps the process from exiting. Steps still running at the
+        timeout are abandoned with one WARNING line naming them (and the telemetry file,
+        if any, is left to close with the process). Calling it again does nothing.
+
+        Args:
+            timeout: Seconds for all steps together (at least 0).
+
+        Returns:
+            Which steps finished and which were abandoned.
+        """
+        steps, self._shutdown = self._shutdown, []
+        budget = max(0.0, timeout)
+        deadline = time.monotonic() + budget
+        threads = [
+            (name, threading.Thread(target=_run_step, args=(name, step, budget), daemon=True))
+            for name, step in steps
+        ]
+        for _, thread in threads:
+            thread.start()
+        for _, thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        abandoned = tuple(name for name, thread in threads if thread.is_alive())
+        finished = tuple(name for name, thread in threads if not thread.is_alive())
+        if not abandoned:
+            closers, self._close_after = self._close_after, []
+            for close in closers:
+                close()
+        else:
+            logger.warning(
+                "telemetry: %s still exporting after %.1f s: abandoned, what was not "
+                "exported yet is lost",
+                ", ".join(abandoned),
+                budget,
+            )
+        return ShutdownReport(budget, finished, abandoned)
+
+
+def _run_step(name: str, step: ShutdownStep, budget: float) -> None:
+    try:
+        step(budget)
+    except Exception:
+        logger.exception("telemetry: shutting down %s failed", name)
+
+
+def shutdown_step(provider: object) -> ShutdownStep:
+    """A :class:`Telemetry` step shutting down an SDK provider (tracer, meter or logger
+    provider), passing it the budget in milliseconds where its ``shutdown`` takes one."""
+    shutdown = getattr(provider, "shutdown", None)
+    if shutdown is None:
+        return lambda _: None
+    if "timeout_millis" in inspect.signature(shutdown).parameters:
+        return lambda budget: shutdown(timeout_millis=budget * 1000)
+    return lambda _: shutdown()
 
 
 def package_version() -> str:
@@ -109,6 +217,9 @@ def choose_exporter(settings: TelemetrySettings) -> Exporter:
         return "none"
     if settings.telemetry_exporter != "auto":
         return settings.telemetry_exporter
+    standard = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if standard in _STANDARD_TRACES_EXPORTERS:
+        return _STANDARD_TRACES_EXPORTERS[standard]
     if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
         return "azure-monitor"
     if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
@@ -118,7 +229,7 @@ def choose_exporter(settings: TelemetrySettings) -> Exporter:
     if settings.telemetry_file is not None:
         return "file"
     if settings.environment == "development":
-        return "console"
+        return "summary"
     return "none"
 
 
@@ -130,7 +241,8 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
         settings: The component's telemetry settings.
 
     Returns:
-        A handle whose ``shutdown()`` flushes pending telemetry.
+        A handle whose ``shutdown()`` flushes pending telemetry within a bounded time;
+        call it before exiting (the providers have no exit handlers of their own).
 
     Raises:
         ValueError: exporter ``file`` without ``telemetry_file``.
@@ -139,6 +251,13 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
     development = settings.environment == "development"
     log_format = settings.log_format or ("text" if development else "json")
     configure_logging(service_name, log_format, settings.log_level)
+    standard = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if standard and standard not in _STANDARD_TRACES_EXPORTERS:
+        logger.warning(
+            "OTEL_TRACES_EXPORTER=%s ignored: only %s are supported",
+            standard,
+            ", ".join(_STANDARD_TRACES_EXPORTERS),
+        )
     telemetry = Telemetry(exporter)
     if exporter == "none":
         return telemetry
@@ -154,23 +273,43 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
             logger_name=None,
             instrumentation_options={"fastapi": {"enabled": False}},
         )
+        from opentelemetry._logs import get_logger_provider
+
+        # The distro installed these globally; flush them within the shutdown budget
+        # rather than leave them to the SDK's exit handlers (30 s each).
+        telemetry.add_shutdown_step("traces", shutdown_step(trace.get_tracer_provider()))
+        telemetry.add_shutdown_step("metrics", shutdown_step(metrics.get_meter_provider()))
+        telemetry.add_shutdown_step("logs", shutdown_step(get_logger_provider()))
         enable_azure_sdk_tracing()
-        _instrument_libraries()
+        instrument_libraries()
         return telemetry
 
-    span_exporter, metric_exporter = _exporters(exporter, settings, telemetry)
-    tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    # No exit handlers: the SDK's flush for 30 s each there; Telemetry.shutdown bounds it.
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     trace.set_tracer_provider(tracer_provider)
-    reader = PeriodicExportingMetricReader(
-        metric_exporter, export_interval_millis=settings.metric_export_interval * 1000
-    )
-    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
-    metrics.set_meter_provider(meter_provider)
-    telemetry._shutdown.extend([tracer_provider.shutdown, meter_provider.shutdown])
+    telemetry.add_shutdown_step("traces", shutdown_step(tracer_provider))
+    if exporter == "summary":
+        # Spans still exist (trace ids in logs, context on messages); only a line each
+        # for requests and deliveries is printed, and metrics are not collected.
+        tracer_provider.add_span_processor(SpanSummaryProcessor())
+        logger.info(
+            "telemetry: one line per request or delivery; every span and metric with "
+            "OTEL_TRACES_EXPORTER=console, *_TELEMETRY_FILE or OTEL_EXPORTER_OTLP_ENDPOINT"
+        )
+    else:
+        span_exporter, metric_exporter = _exporters(exporter, settings, telemetry)
+        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+        reader = PeriodicExportingMetricReader(
+            metric_exporter, export_interval_millis=settings.metric_export_interval * 1000
+        )
+        meter_provider = MeterProvider(
+            resource=resource, metric_readers=[reader], shutdown_on_exit=False
+        )
+        metrics.set_meter_provider(meter_provider)
+        telemetry.add_shutdown_step("metrics", shutdown_step(meter_provider))
+        logger.info("telemetry: exporting with %s", exporter)
     enable_azure_sdk_tracing()
-    _instrument_libraries()
-    logger.info("telemetry: exporting with %s", exporter)
+    instrument_libraries()
     return telemetry
 
 
@@ -187,7 +326,7 @@ def _exporters(
             raise ValueError("telemetry exporter 'file' needs telemetry_file")
         settings.telemetry_file.parent.mkdir(parents=True, exist_ok=True)
         out: IO[str] = settings.telemetry_file.open("a", encoding="utf-8", buffering=1)
-        telemetry._shutdown.insert(0, out.close)
+        telemetry._close_after.append(out.close)
         # The SDK's console exporters take any stream and formatter: one JSON object a line.
         return (
             ConsoleSpanExporter(out=out, formatter=lambda span: span.to_json(indent=None) + "\n"),
@@ -213,8 +352,13 @@ def enable_azure_sdk_tracing() -> None:
         logger.info("azure-core-tracing-opentelemetry not installed; SDK spans off")
 
 
-def _instrument_libraries() -> None:
-    """Client spans for webhook calls (httpx) and store queries (SQLAlchemy)."""
+def instrument_libraries() -> None:
+    """Client spans for webhook calls (httpx) and store queries (SQLAlchemy).
+
+    Idempotent. A dependency outside an instrumentation's supported range makes it log an
+    ERROR and instrument nothing (``tests/e2e/test_clean_start.py`` and
+    ``tests/e2e/test_tracing.py`` fail then), so ``pyproject.toml`` bounds SQLAlchemy.
+    """
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 

@@ -13,7 +13,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -29,6 +29,7 @@ from rich.table import Table
 from common.runtime import event_loop_factory
 from common.servicebus import ServiceBusConnection, open_servicebus_client
 from consumer import dlq as dlq_api
+from consumer.cli_tables import Column, fitted_table
 from consumer.stores.audit import AuditQuery, AuditStore
 from consumer.stores.database import Database
 
@@ -75,17 +76,17 @@ def _default(ctx: typer.Context) -> None:
 @app.command()
 def run() -> None:
     """Run the worker until SIGTERM or SIGINT (settings from CONSUMER_* variables)."""
+    from pydantic_settings import SettingsError
+
+    from common.settings_errors import describe_settings_error
     from consumer.settings import ConsumerSettings
 
     try:
         settings = ConsumerSettings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CliError(
-            f"invalid settings (CONSUMER_* environment): {where + ': ' if where else ''}"
-            f"{first['msg']}"
-        ) from None
+    except (ValidationError, SettingsError) as exc:
+        problem = describe_settings_error(exc, ConsumerSettings)
+        print(f"consumer: error: invalid settings: {problem}", file=sys.stderr)
+        raise typer.Exit(2) from None  # bad usage, as the module docstring says
     from common.telemetry import configure_telemetry
 
     telemetry = configure_telemetry("consumer", settings)
@@ -98,12 +99,16 @@ def run() -> None:
 
 async def _run_worker(settings: Any) -> None:
     from consumer.runner import run_consumer
+    from consumer.runtime.entities import MissingQueueError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    stats = await run_consumer(settings, stop, freeze_after_startup=True)
+    try:
+        stats = await run_consumer(settings, stop, freeze_after_startup=True)
+    except MissingQueueError as exc:
+        raise CliError(str(exc)) from None
     for queue, counters in stats.to_json().items():
         logger.info("stopped: %s %s", queue, json.dumps(counters, sort_keys=True))
 
@@ -154,11 +159,17 @@ async def _bus(connection_string: str | None) -> AsyncIterator[ServiceBusClient]
             "no Service Bus: set CONSUMER_SERVICEBUS_CONNECTION_STRING, "
             "CONSUMER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE or --connection-string"
         ) from None
-    try:
-        async with open_servicebus_client(settings, retry_total=1) as client:
-            yield client
-    except ValueError as exc:  # malformed connection string
-        raise CliError(f"bad connection string: {exc}") from None
+    async with AsyncExitStack() as stack:
+        # Only building the client says anything about the connection string; a
+        # ValueError from a later SDK call is that operation's failure.
+        try:
+            client = await stack.enter_async_context(
+                open_servicebus_client(settings, retry_total=1)
+            )
+        except ValueError as exc:
+            what = "connection string" if settings.servicebus_connection_string else "namespace"
+            raise CliError(f"bad Service Bus {what}: {exc}") from None
+        yield client
 
 
 def _selection(
@@ -177,6 +188,19 @@ def _selection(
     )
 
 
+def _criteria(
+    sequence_numbers: list[int] | None, reason: str | None, older_than: str | None
+) -> str:
+    parts = []
+    if sequence_numbers:
+        parts.append("sequence number " + ", ".join(str(n) for n in sorted(sequence_numbers)))
+    if reason:
+        parts.append(f"reason {reason}")
+    if older_than:
+        parts.append(f"older than {older_than}")
+    return "; ".join(parts) or "all"
+
+
 SequenceOption = Annotated[
     list[int] | None,
     typer.Option("--sequence-number", "-s", help="DLQ sequence number (repeatable)."),
@@ -187,6 +211,16 @@ AgeOption = Annotated[
 ]
 AllOption = Annotated[bool, typer.Option("--all", help="Select every dead letter.")]
 
+_DLQ_COLUMNS = (
+    Column("seq", justify="right"),
+    Column("reason"),
+    Column("description", flexible=True, min_width=10),
+    Column("deliv.", justify="right"),
+    Column("enqueued"),
+    Column("message id", flexible=True, min_width=8),
+    Column("type", flexible=True, min_width=10, optional=True),
+)
+
 
 @dlq_app.command("list")
 def dlq_list(
@@ -195,7 +229,10 @@ def dlq_list(
     as_json: JsonOption = False,
     connection_string: ConnectionOption = None,
 ) -> None:
-    """List dead letters: sequence number, reason, description, deliveries, age, type."""
+    """List dead letters: sequence number, reason, description, deliveries, age, id, type.
+
+    The table fits the terminal (long values end in "…"); --json has them in full.
+    """
 
     async def go() -> list[dlq_api.DeadLetter]:
         async with _bus(connection_string) as client:
@@ -205,20 +242,20 @@ def dlq_list(
     if as_json:
         out.print_json(json.dumps([item.to_json() for item in items]))
         return
-    table = Table(title=f"{queue}/$DeadLetterQueue: {len(items)} message(s)")
-    for column in ("seq", "message id", "reason", "description", "deliveries", "enqueued", "type"):
-        table.add_column(column, overflow="fold")
-    for item in items:
-        table.add_row(
+    rows = [
+        (
             str(item.sequence_number),
-            item.message_id or "",
             item.reason or "",
-            (item.description or "")[:80],
+            " ".join((item.description or "").split()),
             str(item.delivery_count if item.delivery_count is not None else ""),
-            item.enqueued_time.strftime("%Y-%m-%d %H:%M:%S") if item.enqueued_time else "",
+            item.enqueued_time.strftime("%m-%d %H:%M") if item.enqueued_time else "",
+            item.message_id or "",
             item.event_type or "",
         )
-    out.print(table)
+        for item in items
+    ]
+    title = f"{queue}/$DeadLetterQueue: {len(items)} message(s), times UTC"
+    out.print(fitted_table(title, _DLQ_COLUMNS, rows, out.width))
 
 
 @dlq_app.command("show")
@@ -260,16 +297,30 @@ def dlq_replay(
     as_json: JsonOption = False,
     connection_string: ConnectionOption = None,
 ) -> None:
-    """Send selected dead letters back to the queue (new message id, provenance properties)."""
+    """Send selected dead letters back to the queue (new message id, provenance properties).
+
+    The selection is taken once, before anything is sent: each selected dead letter is
+    replayed at most once, and unselected ones keep their delivery count.
+    """
     selection = _selection(sequence_number, reason, older_than, everything)
 
-    async def go(progress: dlq_api.Progress | None) -> dlq_api.Outcome:
+    async def go(
+        progress: dlq_api.Progress | None, selected: dlq_api.Selected | None
+    ) -> dlq_api.Outcome:
         async with _bus(connection_string) as client:
             return await dlq_api.replay(
-                client, queue, selection, dry_run=dry_run, progress=progress
+                client,
+                queue,
+                selection,
+                dry_run=dry_run,
+                progress=progress,
+                on_selected=selected,
             )
 
-    outcome = _with_progress("replaying", go, quiet=as_json or dry_run)
+    if dry_run:
+        outcome, error = _with_progress(f"replaying to {queue}", go, quiet=True)
+    else:
+        outcome, error = _with_progress(f"replaying to {queue}", go, quiet=as_json)
     if as_json:
         out.print_json(
             json.dumps(
@@ -278,17 +329,20 @@ def dlq_replay(
                     "matched": [item.to_json() for item in outcome.matched],
                     "replayed": {str(k): v for k, v in outcome.replayed.items()},
                     "failed": {str(k): v for k, v in outcome.failed.items()},
+                    "missing": outcome.missing,
+                    "error": error,
                 }
             )
         )
     elif dry_run:
         out.print(f"would replay {len(outcome.matched)} message(s) to {queue}:")
         for item in outcome.matched:
-            out.print(f"  {item.sequence_number}  {item.message_id}  {item.reason}")
+            _line(f"  {item.sequence_number}  {item.message_id}  {item.reason}")
+    elif not outcome.matched and error is None:
+        out.print(f"no dead letters of {queue}/$DeadLetterQueue match; nothing replayed")
     else:
-        out.print(f"replayed {len(outcome.replayed)} message(s) to {queue}")
-    if outcome.failed:
-        raise CliError(f"{len(outcome.failed)} message(s) could not be replayed")
+        _report(outcome, f"replayed {len(outcome.replayed)}", f"to {queue}", error)
+    _fail_if_incomplete(outcome, "replayed", error)
 
 
 @dlq_app.command("purge")
@@ -298,46 +352,137 @@ def dlq_purge(
     reason: ReasonOption = None,
     older_than: AgeOption = None,
     everything: AllOption = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask (needed when stdin is not a terminal).")
+    ] = False,
     connection_string: ConnectionOption = None,
 ) -> None:
-    """Delete selected dead letters for good."""
+    """Delete selected dead letters for good (asks first, showing how many)."""
     selection = _selection(sequence_number, reason, older_than, everything)
+    where = f"{queue}/$DeadLetterQueue"
     if not yes:
-        what = (
-            "ALL dead letters"
-            if everything and not selection.is_filtered
-            else "the selected dead letters"
-        )
+
+        async def peek() -> list[dlq_api.DeadLetter]:
+            async with _bus(connection_string) as client:
+                return await dlq_api.select(client, queue, selection)
+
+        chosen = _run(peek())
+        if not chosen:
+            out.print(f"no dead letters of {where} match; nothing purged")
+            return
+        count = f"{len(chosen)} dead letter(s)"
         if not sys.stdin.isatty():
-            raise CliError("refusing to purge without confirmation: pass --yes")
-        typer.confirm(f"Delete {what} of {queue}?", abort=True)
+            raise CliError(
+                f"refusing to purge {count} without confirmation: "
+                "stdin is not a terminal; pass --yes"
+            )
+        for item in chosen[:5]:
+            _line(f"  {item.sequence_number}  {item.reason or ''}  {item.message_id or ''}")
+        if len(chosen) > 5:
+            out.print(f"  … and {len(chosen) - 5} more")
+        criteria = _criteria(sequence_number, reason, older_than)
+        typer.confirm(f"Delete {count} of {where} ({criteria})?", abort=True)
+        # Exactly what was confirmed: nothing that arrived since the prompt.
+        selection = dlq_api.Selection(
+            sequence_numbers=frozenset(item.sequence_number for item in chosen)
+        )
 
-    async def go(progress: dlq_api.Progress | None) -> dlq_api.Outcome:
+    async def go(
+        progress: dlq_api.Progress | None, selected: dlq_api.Selected | None
+    ) -> dlq_api.Outcome:
         async with _bus(connection_string) as client:
-            return await dlq_api.purge(client, queue, selection, progress=progress)
+            return await dlq_api.purge(
+                client, queue, selection, progress=progress, on_selected=selected
+            )
 
-    outcome = _with_progress("purging", go, quiet=False)
-    out.print(f"purged {outcome.purged} message(s) from {queue}/$DeadLetterQueue")
+    outcome, error = _with_progress(f"purging {where}", go, quiet=False)
+    if not outcome.matched and error is None:
+        out.print(f"no dead letters of {where} match; nothing purged")
+        return
+    _report(outcome, f"purged {outcome.purged}", f"from {where}", error)
+    _fail_if_incomplete(outcome, "purged", error)
 
 
 def _with_progress(
     label: str,
-    operation: Callable[[dlq_api.Progress | None], Awaitable[dlq_api.Outcome]],
+    operation: Callable[
+        [dlq_api.Progress | None, dlq_api.Selected | None], Awaitable[dlq_api.Outcome]
+    ],
     *,
     quiet: bool,
-) -> dlq_api.Outcome:
-    if quiet:
-        return _run(operation(None))
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
+) -> tuple[dlq_api.Outcome, str | None]:
+    """Run a replay or purge with a progress bar (stderr); returns its outcome and, if it
+    stopped early, the error that stopped it."""
+
+    def announce(total: int) -> None:
+        if total:
+            err.print(f"{label}: {total} dead letter(s) selected")
+
+    try:
+        if quiet:
+            return _run_outcome(operation(None, None))
+        if not err.is_terminal:  # a bar would only add blank lines to a log
+            return _run_outcome(operation(None, announce))
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task(label, total=None)
+
+            def selected(total: int) -> None:
+                bar.update(task, total=total)
+                announce(total)
+
+            return _run_outcome(operation(lambda n: bar.advance(task, n), selected))
+    except KeyboardInterrupt:
+        err.print(f"{label}: interrupted; see the DLQ for what is left")
+        raise
+
+
+def _run_outcome(awaitable: Awaitable[dlq_api.Outcome]) -> tuple[dlq_api.Outcome, str | None]:
+    try:
+        return _run(awaitable), None
+    except CliError as exc:
+        cause = exc.__context__
+        if isinstance(cause, dlq_api.DlqError) and cause.outcome and cause.outcome.matched:
+            return cause.outcome, str(exc)  # stopped after the snapshot: report the work done
+        raise
+
+
+def _report(outcome: dlq_api.Outcome, done: str, where: str, error: str | None) -> None:
+    """What a replay or purge did, also when it stopped early (stdout)."""
+    stopped = " before it stopped" if error else ""
+    out.print(f"{done} of {len(outcome.matched)} selected dead letter(s) {where}{stopped}")
+    for number, why in sorted(outcome.failed.items()):
+        _line(f"  {number}: {why}")
+    if outcome.missing:
+        numbers = ", ".join(str(n) for n in outcome.missing)
+        _line(f"  no longer in the DLQ or locked by another receiver: {numbers}")
+
+
+def _fail_if_incomplete(outcome: dlq_api.Outcome, verb: str, error: str | None) -> None:
+    """Exit 1 with one line naming what failed, if anything selected was not done."""
+    if error is not None:
+        raise CliError(error)
+    undone = len(outcome.failed) + len(outcome.missing)
+    if not undone:
+        return
+    if outcome.failed:
+        number, why = min(outcome.failed.items())
+        first = f"{number}: {why}"
+    else:
+        first = f"{outcome.missing[0]}: no longer in the DLQ or locked by another receiver"
+    raise CliError(
+        f"{undone} of {len(outcome.matched)} selected dead letter(s) not {verb}; first {first}"
     )
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-        return _run(operation(lambda n: bar.advance(task, n)))
+
+
+def _line(text: str) -> None:
+    """One stdout line, cut to the terminal width."""
+    out.print(text, overflow="ellipsis", no_wrap=True, crop=True, markup=False, highlight=False)
 
 
 # -- audit -------------------------------------------------------------------------------
@@ -346,6 +491,17 @@ StoreOption = Annotated[
     str | None,
     typer.Option("--store-url", help="SQLAlchemy URL (default CONSUMER_AUDIT_STORE_URL)."),
 ]
+
+
+_AUDIT_COLUMNS = (
+    Column("seq", justify="right"),
+    Column("occurred"),
+    Column("actor", flexible=True, min_width=6),
+    Column("action", flexible=True, min_width=8),
+    Column("resource", flexible=True, min_width=8),
+    Column("outcome"),
+    Column("event id", flexible=True, min_width=8),
+)
 
 
 @audit_app.command("query")
@@ -385,11 +541,8 @@ def audit_query(
     if as_json:
         out.print_json(json.dumps([record.to_json() for record in records]))
         return
-    table = Table(title=f"{len(records)} audit record(s), newest first")
-    for column in ("seq", "occurred (UTC)", "actor", "action", "resource", "outcome", "event id"):
-        table.add_column(column, overflow="fold")
-    for record in records:
-        table.add_row(
+    rows = [
+        (
             str(record.seq),
             record.occurred_at.strftime("%Y-%m-%d %H:%M:%S"),
             record.actor_id,
@@ -398,7 +551,10 @@ def audit_query(
             record.outcome,
             record.event_id,
         )
-    out.print(table)
+        for record in records
+    ]
+    title = f"{len(records)} audit record(s), newest first, times UTC"
+    out.print(fitted_table(title, _AUDIT_COLUMNS, rows, out.width))
 
 
 @audit_app.command("verify")

@@ -3,7 +3,9 @@ https://learn.microsoft.com/azure/container-apps/health-probes
 
 * ``GET /healthz`` -- liveness: 200 while the worker runs (the event loop answers).
 * ``GET /readyz`` -- readiness: 200 when every receiver is attached and every store
-  answers ``SELECT 1``; 503 otherwise and from the moment shutdown starts.
+  answers ``SELECT 1``; 503 otherwise and from the moment shutdown starts, with
+  ``{"status": "unready", "problems": [...]}`` (one line each; a queue that does not
+  exist is named with its setting and how to create it).
 * ``GET /status`` -- JSON: ``{"ready", "stopping", "uptime_seconds", "queues": {queue:
   counters}}`` (see :class:`consumer.runtime.stats.QueueStats`).
 """
@@ -67,7 +69,9 @@ class HealthServer:
         if self._worker.stopping or not self._worker.running:
             problems.append("not running" if not self._worker.stopping else "shutting down")
         for processor in self._worker.processors:
-            if not processor.connected:
+            if processor.missing:
+                problems.append(processor.missing)
+            elif not processor.connected:
                 problems.append(f"receiver for {processor.config.name} not connected")
         for name, check in self._checks:
             if not await check():

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -70,9 +70,13 @@ class RetryPolicy(BaseModel):
         delayed_initial_delay: Delay of the first re-send; doubles each attempt.
         delayed_max_delay: Cap on a re-send delay.
         delayed_jitter: Up to this many seconds of random delay added to each re-send.
+
+    Raises:
+        pydantic.ValidationError: a value is out of range, or a key is not one of the
+            attributes above (e.g. ``initial_delay``), naming the accepted keys.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     immediate_attempts: int = Field(default=2, ge=0, le=20)
     immediate_initial_delay: float = Field(default=0.2, ge=0)
@@ -81,6 +85,30 @@ class RetryPolicy(BaseModel):
     delayed_initial_delay: float = Field(default=10.0, ge=0)
     delayed_max_delay: float = Field(default=3600.0, ge=0)
     delayed_jitter: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        # extra="forbid" alone says "Extra inputs are not permitted" without saying what
+        # is: a misspelt key in CONSUMER_*_RETRY would otherwise read as a library bug.
+        if isinstance(value, Mapping):
+            unknown = sorted(str(key) for key in value if key not in cls.model_fields)
+            if unknown:
+                raise ValueError(
+                    f"unknown retry policy key(s) {', '.join(unknown)}; "
+                    f"accepted keys: {', '.join(cls.model_fields)}"
+                )
+        return value
+
+    def delayed_span(self) -> timedelta:
+        """The shortest time from the first failed attempt to the last delayed re-send:
+        the sum of the re-send delays without jitter (``timedelta(0)`` when
+        ``delayed_attempts`` is 0: redeliveries come back at once)."""
+        total = sum(
+            min(self.delayed_initial_delay * 2 ** (attempt - 1), self.delayed_max_delay)
+            for attempt in range(1, self.delayed_attempts + 1)
+        )
+        return timedelta(seconds=total)
 
     def delayed_backoff(self, attempt: int) -> timedelta:
         """Delay before re-send number ``attempt`` (1-based): ``initial * 2**(attempt-1)``

@@ -3,10 +3,10 @@
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import httpx
 
@@ -14,11 +14,12 @@ from common.runtime import freeze_startup_objects
 from common.servicebus import open_servicebus_client
 from consumer import telemetry
 from consumer.handlers.audit import AuditHandler
-from consumer.handlers.delivery import DeliveryLog, NotificationHandler, Sender, log_only
+from consumer.handlers.delivery import DeliveryLog, NotificationHandler
 from consumer.handlers.email import EmailSender, SmtpConfig
 from consumer.handlers.templates import Templates
 from consumer.handlers.webhook import WebhookSender
 from consumer.health import HealthServer
+from consumer.runtime.entities import QueueEntity, check_queues
 from consumer.runtime.processor import QueueConfig
 from consumer.runtime.routing import Route, Router
 from consumer.runtime.stats import WorkerStats
@@ -37,6 +38,7 @@ from contracts import (
     NotificationEnvelope,
 )
 
+T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL = 3600.0
@@ -51,11 +53,19 @@ class Stores:
     audit: AuditStore
     deliveries: DeliveryStore
     inboxes: list[Inbox]
+    delivery_log: DeliveryLog | None = None
 
 
 @contextlib.asynccontextmanager
 async def open_stores(settings: ConsumerSettings) -> AsyncIterator[Stores]:
-    """Open (and migrate) the consumer's database(s); close them on exit."""
+    """Open (and migrate) the consumer's database(s); close them on exit.
+
+    Delivery claims last ``settings.delivery_claim_lease``. With a delivery log, the log
+    is caught up with the delivered rows (lines a crash kept out) before this yields.
+
+    Raises:
+        OSError: the delivery log cannot be read or written.
+    """
     audit_db = Database(settings.audit_store_url)
     databases = [audit_db]
     delivery_db = audit_db
@@ -65,12 +75,17 @@ async def open_stores(settings: ConsumerSettings) -> AsyncIterator[Stores]:
     try:
         for database in databases:
             await database.migrate()
-        lease = max(settings.max_processing_time, 60.0)
+        deliveries = DeliveryStore(delivery_db, lease=settings.delivery_claim_lease)
+        log = None
+        if settings.delivery_log_path:
+            log = DeliveryLog(settings.delivery_log_path, deliveries)
+            await log.catch_up()
         yield Stores(
             databases=databases,
             audit=AuditStore(audit_db),
-            deliveries=DeliveryStore(delivery_db, lease=timedelta(seconds=lease)),
+            deliveries=deliveries,
             inboxes=[Inbox(database) for database in databases],
+            delivery_log=log,
         )
     finally:
         for database in databases:
@@ -95,6 +110,7 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
             prefetch_count=_first(settings.audit_prefetch_count, prefetch),
             max_delivery_count=settings.audit_max_delivery_count,
             event_types=frozenset({AUDIT_EVENT_TYPE}),
+            setting="CONSUMER_AUDIT_QUEUE",
             **common,  # type: ignore[arg-type]
         ),
         QueueConfig(
@@ -103,6 +119,7 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
             prefetch_count=_first(settings.notifications_prefetch_count, prefetch),
             max_delivery_count=settings.notifications_max_delivery_count,
             event_types=frozenset({NOTIFICATION_EVENT_TYPE}),
+            setting="CONSUMER_NOTIFICATIONS_QUEUE",
             **common,  # type: ignore[arg-type]
         ),
     ]
@@ -115,45 +132,58 @@ def _first(value: int | None, default: int) -> int:
 def build_router(
     settings: ConsumerSettings, stores: Stores, http: httpx.AsyncClient | None
 ) -> Router:
-    """Routes: audit events to the audit store; notifications by channel."""
-    log = DeliveryLog(settings.delivery_log_path) if settings.delivery_log_path else None
-    email_send: Sender = log_only
-    webhook_send: Sender = log_only
-    if settings.delivery_mode == "live":
+    """Routes: audit events to the audit store; notifications by channel.
+
+    Both delivery modes build every e-mail (rendering its template) and every webhook
+    request (checking its target) the same way, with the same errors; ``log`` stops
+    before the network (``http`` may then be ``None``).
+    """
+    dry_run = settings.delivery_mode == "log"
+    if not dry_run:
         assert http is not None
         assert settings.webhook_secret is not None
-        templates = Templates(settings.template_dir)
-        email_send = EmailSender(
-            SmtpConfig(
-                host=settings.smtp_host,
-                port=settings.smtp_port,
-                sender=settings.email_from,
-                start_tls=settings.smtp_starttls,
-                use_tls=settings.smtp_use_tls,
-                username=settings.smtp_username,
-                password=(
-                    settings.smtp_password.get_secret_value() if settings.smtp_password else None
-                ),
-                timeout=settings.smtp_timeout,
-                validate_certs=settings.smtp_validate_certs,
+    email_send = EmailSender(
+        SmtpConfig(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            start_tls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+            username=settings.smtp_username,
+            password=(
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None
             ),
-            templates,
-        )
-        webhook_send = WebhookSender(
-            http,
-            settings.webhook_secret.get_secret_value(),
-            allow_http=settings.webhook_allow_http,
-            allow_private_networks=settings.webhook_allow_private_networks,
-        )
+            timeout=settings.smtp_timeout,
+            validate_certs=settings.smtp_validate_certs,
+        ),
+        Templates(settings.template_dir),
+        dry_run=dry_run,
+    )
+    webhook_send = WebhookSender(
+        http,
+        settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+        allow_http=settings.webhook_allow_http,
+        allow_private_networks=settings.webhook_allow_private_networks,
+        dry_run=dry_run,
+    )
+    log = stores.delivery_log
     audit = Route("audit", AuditHandler(stores.audit), settings.audit_retry)
     email = Route(
         "email",
-        NotificationHandler("email", email_send, stores.deliveries, log),
+        NotificationHandler(
+            "email", email_send, stores.deliveries, log, attempt_timeout=settings.smtp_timeout
+        ),
         settings.email_retry,
     )
     webhook = Route(
         "webhook",
-        NotificationHandler("webhook", webhook_send, stores.deliveries, log),
+        NotificationHandler(
+            "webhook",
+            webhook_send,
+            stores.deliveries,
+            log,
+            attempt_timeout=settings.webhook_timeout,
+        ),
         settings.webhook_retry,
     )
 
@@ -196,6 +226,10 @@ async def run_consumer(
 ) -> WorkerStats:
     """Process both queues until ``stop`` is set.
 
+    Shutdown, closing the Service Bus client included, ends by the worker's shutdown
+    deadline (``settings.shutdown_grace_period`` after ``stop``; see
+    :mod:`consumer.runtime.worker`).
+
     Args:
         settings: The consumer's settings.
         stop: Set it to stop receiving and finish in-flight work.
@@ -205,7 +239,16 @@ async def run_consumer(
 
     Returns:
         The outcome counters, for the exit summary.
+
+    Raises:
+        consumer.runtime.entities.MissingQueueError: a queue (or its dead-letter queue)
+            does not exist; the message names it, its setting and how to create it.
     """
+    worker: Worker | None = None
+
+    def shutdown_deadline() -> float | None:
+        return worker.shutdown_deadline if worker is not None else None
+
     async with contextlib.AsyncExitStack() as stack:
         stores = await stack.enter_async_context(open_stores(settings))
         http = None
@@ -218,12 +261,12 @@ async def run_consumer(
                 )
             )
         router = build_router(settings, stores, http)
-        client = await stack.enter_async_context(open_servicebus_client(settings))
+        client = await stack.enter_async_context(
+            _exit_by(open_servicebus_client(settings), shutdown_deadline)
+        )
+        configs = queue_configs(settings)
         worker = Worker(
-            client,
-            queue_configs(settings),
-            router,
-            shutdown_grace_period=settings.shutdown_grace_period,
+            client, configs, router, shutdown_grace_period=settings.shutdown_grace_period
         )
         if settings.health_port:
             checks = [(f"store {i}", db.ping) for i, db in enumerate(stores.databases)]
@@ -239,17 +282,51 @@ async def run_consumer(
                 )
             else:
                 stack.push_async_callback(health.stop)
+        await check_queues(client, [QueueEntity(c.name, c.setting) for c in configs])
         background = [asyncio.create_task(_prune_forever(stores, settings), name="inbox-prune")]
         if settings.dlq_depth_interval:
             background.append(
                 asyncio.create_task(_measure_dlq_depth_forever(client, settings), name="dlq-depth")
             )
+        # Cancelled at the stop rather than after the worker, so that a receiver the DLQ
+        # count holds closes alongside the worker's.
+        watch_stop = asyncio.create_task(stop.wait(), name="stop-background")
+        watch_stop.add_done_callback(lambda _: [task.cancel() for task in background])
         if freeze_after_startup:
             freeze_startup_objects()
         try:
             await worker.run(stop)
         finally:
+            watch_stop.cancel()
             for task in background:
                 task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
+            await asyncio.wait(background, timeout=max(worker.deadline_left(), 0.0))
+    left = worker.deadline_left()
+    logger.info(
+        "shutdown finished %.1f s %s its deadline (CONSUMER_SHUTDOWN_GRACE_PERIOD=%g s)",
+        abs(left),
+        "before" if left >= 0 else "after",
+        settings.shutdown_grace_period,
+    )
     return worker.stats
+
+
+@contextlib.asynccontextmanager
+async def _exit_by(
+    manager: contextlib.AbstractAsyncContextManager[T], deadline: Callable[[], float | None]
+) -> AsyncIterator[T]:
+    """Enter ``manager``; give its exit until ``deadline()`` (loop time; ``None``: no limit).
+
+    The Service Bus client closes every receiver and sender it made that is still open,
+    one after the other; bounding it keeps a slow close from overrunning the grace period.
+    """
+    async with contextlib.AsyncExitStack() as inner:
+        value = await inner.enter_async_context(manager)
+        try:
+            yield value
+        finally:
+            try:
+                async with asyncio.timeout_at(deadline()):
+                    await inner.aclose()
+            except TimeoutError:
+                logger.warning("Service Bus client still closing at the shutdown deadline")

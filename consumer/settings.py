@@ -16,6 +16,10 @@ from common.servicebus import ServiceBusConnection
 from common.telemetry import TelemetrySettings
 from consumer.retry import RetryPolicy
 
+CLAIM_MARGIN = 30.0
+"""Seconds a delivery claim outlasts the longest attempt: time to record the outcome (a
+busy SQLite write lock, a slow PostgreSQL commit) and clock skew between replicas."""
+
 
 class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     """Everything the consumer reads from its environment.
@@ -29,9 +33,13 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         delivery_store_url: Database for delivery records, if not the audit store's.
         delivery_log_path: JSON-lines file that gets one line per delivered notification
             (``event_id``, ``channel``, ``recipient``, ``subject``, ``priority``,
-            ``accepted_at``, ``delivered_at``); empty string disables it.
-        delivery_mode: ``log`` records deliveries without sending (local runs, demo);
-            ``live`` sends e-mail over SMTP and webhooks over HTTPS.
+            ``template``, ``accepted_at``, ``delivered_at``), exactly once each, also
+            after a crash (caught up at start-up; see
+            ``consumer.handlers.delivery_log``); empty string disables it.
+        delivery_mode: ``log`` builds every e-mail (rendering its template) and webhook
+            request exactly as ``live`` does, with the same dead-letter reasons, and
+            records the delivery without sending (local runs, demo); ``live`` sends
+            e-mail over SMTP and webhooks over HTTPS.
         max_message_count: Most messages asked for per receive call.
         max_wait_time: Seconds a receive call waits while the queue's handlers are idle.
         busy_wait_time: Seconds a receive call waits while handlers run.
@@ -63,11 +71,13 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             the server offers it.
         smtp_use_tls: Implicit TLS (port 465).
         smtp_username / smtp_password: SMTP AUTH credentials, if any.
-        smtp_timeout: Seconds per SMTP operation.
+        smtp_timeout: Seconds per SMTP operation, and the most one e-mail delivery attempt
+            (connection to QUIT) may take.
         smtp_validate_certs: Verify the server's certificate.
         webhook_secret: Signing secret (``whsec_<base64>`` or any string); required in
             ``live`` mode.
-        webhook_timeout: Seconds for a webhook request.
+        webhook_timeout: Seconds for a webhook request, and the most one webhook delivery
+            attempt (target check included) may take.
         webhook_allow_http: Allow plain ``http://`` URLs (tests, local receivers).
         webhook_allow_private_networks: Allow loopback, private and link-local targets.
         template_dir: Extra template directory searched before the built-in one.
@@ -76,6 +86,13 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             ``servicebus_events.dlq.depth`` gauge (0 = off).
         dlq_depth_limit: Most dead letters peeked per queue per count.
         (telemetry and logging fields: see ``common.telemetry.TelemetrySettings``)
+
+    Start-up checks (``pydantic.ValidationError`` naming the ``CONSUMER_*`` variables):
+    ``CONSUMER_MAX_PROCESSING_TIME`` must fit one delivery attempt (the SMTP and webhook
+    timeouts), and the e-mail and webhook retry ladders must span the delivery claim lease
+    (:attr:`delivery_claim_lease`), or a notification redelivered after a consumer was
+    killed mid-delivery would be dead-lettered while the dead consumer's claim still
+    blocks it.
     """
 
     model_config = SettingsConfigDict(
@@ -136,13 +153,51 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @property
+    def delivery_claim_lease(self) -> timedelta:
+        """How long a notification's delivery claim holds off other deliveries of it.
+
+        One attempt is cut off at its channel's timeout, so a claim only needs to outlive
+        the longer of ``smtp_timeout`` and ``webhook_timeout``, plus ``CLAIM_MARGIN`` (30 s)
+        to record the outcome. A consumer killed mid-delivery blocks the event this long.
+        """
+        return timedelta(seconds=max(self.smtp_timeout, self.webhook_timeout) + CLAIM_MARGIN)
+
     @model_validator(mode="after")
     def _consistent(self) -> Self:
         if self.inbox_retention < self.duplicate_detection_window:
             raise ValueError(
-                "inbox_retention must be at least duplicate_detection_window, or a "
-                "redelivered duplicate could be processed twice"
+                "CONSUMER_INBOX_RETENTION must be at least CONSUMER_DUPLICATE_DETECTION_WINDOW, "
+                "or a redelivered duplicate could be processed twice"
             )
         if self.delivery_mode == "live" and self.webhook_secret is None:
-            raise ValueError("webhook_secret is required when delivery_mode is live")
+            raise ValueError(
+                "CONSUMER_WEBHOOK_SECRET is required when CONSUMER_DELIVERY_MODE is live"
+            )
+        for variable, timeout in (
+            ("CONSUMER_SMTP_TIMEOUT", self.smtp_timeout),
+            ("CONSUMER_WEBHOOK_TIMEOUT", self.webhook_timeout),
+        ):
+            if timeout > self.max_processing_time:
+                raise ValueError(
+                    f"{variable} ({timeout:g} s) exceeds CONSUMER_MAX_PROCESSING_TIME "
+                    f"({self.max_processing_time:g} s): one delivery attempt would not fit "
+                    "in a message's processing time"
+                )
+        lease = self.delivery_claim_lease.total_seconds()
+        for variable, policy in (
+            ("CONSUMER_EMAIL_RETRY", self.email_retry),
+            ("CONSUMER_WEBHOOK_RETRY", self.webhook_retry),
+        ):
+            span = policy.delayed_span().total_seconds()
+            if span < lease:
+                raise ValueError(
+                    f"{variable} re-sends span {span:g} s, less than the {lease:g} s delivery "
+                    "claim lease (the longer of CONSUMER_SMTP_TIMEOUT and "
+                    f"CONSUMER_WEBHOOK_TIMEOUT, plus {CLAIM_MARGIN:g} s): a notification "
+                    "redelivered after a consumer died mid-delivery would be dead-lettered "
+                    "while the dead consumer's claim still blocks it; raise "
+                    f"{variable}__DELAYED_ATTEMPTS or {variable}__DELAYED_INITIAL_DELAY, or "
+                    "lower the timeouts"
+                )
         return self

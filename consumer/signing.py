@@ -7,8 +7,10 @@ The sender adds three headers:
 * ``webhook-signature`` -- ``v1,<base64 HMAC-SHA256>`` over ``"{id}.{timestamp}.{body}"``
   (space-separated when several keys sign, e.g. during rotation).
 
-Receivers call :func:`verify_signature` with the raw body, the headers and the shared
-secret; it rejects bad signatures and timestamps outside a tolerance (replays).
+Receivers call ``verify_signature(body, headers, secret)`` with the raw body bytes, the
+request headers and the shared secret; it rejects bad signatures and timestamps more than
+:data:`DEFAULT_TOLERANCE` seconds from the receiver's clock (late replays), and returns the
+``webhook-id``: a replay inside that window carries the same id, so drop it by id.
 Secrets are ``whsec_<base64 key>`` (as Standard Webhooks libraries print them) or any
 other string, used as UTF-8 key bytes.
 """

@@ -6,12 +6,18 @@ from typing import Annotated
 from pydantic import Field, JsonValue, StringConstraints
 
 from contracts._base import ContractModel
-from contracts._types import Identifier, IpAddress, JsonObject, ShortText, UtcDatetime
+from contracts._types import (
+    Identifier,
+    IpAddress,
+    JsonObject,
+    ShortText,
+    UtcDatetime,
+    free_text,
+)
 
 Action = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True,
         min_length=3,
         max_length=100,
         pattern=r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$",
@@ -19,7 +25,8 @@ Action = Annotated[
 ]
 """A dotted, lower-case verb phrase such as ``user.login`` or ``invoice.approve``."""
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+Reason = Annotated[str, *free_text(1000)]
+"""1-1000 characters, not all whitespace; stored without surrounding whitespace."""
 
 
 class ActorType(StrEnum):
@@ -47,7 +54,8 @@ class Actor(ContractModel):
     type: ActorType = ActorType.USER
     """``user`` (default), ``service`` or ``system``."""
     display_name: ShortText | None = None
-    """Human-readable name at the time of the action; 1-200 characters."""
+    """Human-readable name at the time of the action; 1-200 characters, not all whitespace
+    (surrounding whitespace is removed)."""
 
 
 class Resource(ContractModel):
@@ -62,7 +70,7 @@ class Resource(ContractModel):
 class FieldChange(ContractModel):
     """One attribute of the resource that the action changed."""
 
-    field: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    field: ShortText
     """Name or dotted path of the attribute, e.g. ``status`` or ``address.city``."""
     before: JsonValue = None
     """Value before the action (any JSON value; ``null`` when it did not exist)."""
@@ -87,13 +95,15 @@ class AuditEvent(ContractModel):
     outcome: AuditOutcome
     """``success``, ``failure`` or ``denied``."""
     occurred_at: UtcDatetime
-    """When the action happened: RFC 3339 timestamp with an offset, stored as UTC."""
+    """When the action happened: RFC 3339 timestamp with seconds and an offset, stored as
+    UTC (so it must lie within years 0001-9999 in UTC; a leap second ``:60`` is refused)."""
     reason: Reason | None = None
-    """Why the outcome happened, e.g. the policy that denied access; 1-1000 characters."""
+    """Why the outcome happened, e.g. the policy that denied access; 1-1000 characters, not
+    all whitespace (surrounding whitespace is removed)."""
     tenant_id: Identifier | None = None
     """Tenant (customer, organisation) the action belongs to, in multi-tenant systems."""
     source_ip: IpAddress | None = None
-    """IPv4 or IPv6 address of the caller, if known."""
+    """IPv4 or IPv6 address of the caller, if known, as a string (no IPv6 zone index)."""
     user_agent: Annotated[str, StringConstraints(max_length=512)] | None = None
     """The caller's User-Agent header, if known; at most 512 characters."""
     changes: Annotated[list[FieldChange], Field(max_length=100)] = Field(default_factory=list)

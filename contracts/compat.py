@@ -13,7 +13,11 @@ Reported as breaking:
   raised, ``maxLength``/``maximum``/``maxItems``/``maxProperties`` lowered or added,
   ``pattern``/``format``/``multipleOf`` added or changed, ``uniqueItems`` added,
   ``additionalProperties`` closed;
-* a released event version no longer present.
+* a released event version no longer present;
+* an ``allOf``, ``not``, ``if``/``then``/``else``, ``dependentRequired`` or
+  ``dependentSchemas`` added or changed: these are not analysed, so any change to them is
+  reported for a person to judge (and, if it is a correction, to acknowledge: see
+  :mod:`contracts.artefacts`).
 
 Adding optional fields, enumeration values, new event types or new versions is
 compatible. The schemas compared are the Draft 2020-12 documents of
@@ -29,6 +33,7 @@ _UPPER_BOUNDS: Final = ("maxLength", "maximum", "exclusiveMaximum", "maxItems", 
 _LOWER_BOUNDS: Final = ("minLength", "minimum", "exclusiveMinimum", "minItems", "minProperties")
 _EXACT: Final = ("pattern", "format", "multipleOf")
 _BRANCH_KEYWORDS: Final = ("anyOf", "oneOf")
+_UNANALYSED: Final = ("allOf", "not", "if", "then", "else", "dependentRequired", "dependentSchemas")
 _ANNOTATIONS: Final = frozenset(
     {"title", "description", "default", "examples", "deprecated", "readOnly", "writeOnly"}
 )
@@ -192,6 +197,10 @@ def _compare_bounds(
             yield path, _tightened(keyword, old.get(keyword), new[keyword])
     if new.get("uniqueItems") and not old.get("uniqueItems"):
         yield path, "uniqueItems added"
+    for keyword in _UNANALYSED:
+        if keyword in new and new[keyword] != old.get(keyword):
+            change = "changed" if keyword in old else "added"
+            yield path, f"{keyword} {change} (not analysed: may refuse messages valid before)"
 
 
 def _tightened(keyword: str, old: object, new: object) -> str:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Final, Literal, overload
 from pydantic import ConfigDict, Field, StringConstraints
 
 from contracts._base import ContractModel
-from contracts._types import UtcMillisecondDatetime, utc_now
+from contracts._types import NO_WHITESPACE, NON_WHITESPACE_CLASS, UtcMillisecondDatetime, utc_now
 from contracts.audit import AuditEvent
 from contracts.notification import NotificationEvent
 
@@ -57,7 +57,7 @@ class Envelope(ContractModel):
     """Unique event id (a UUID4 string unless given); also the Service Bus message id, so
     queue duplicate detection drops re-sends of the same event. 1-128 characters (the
     Service Bus MessageId limit)."""
-    source: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^\S+$")]
+    source: Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=NO_WHITESPACE)]
     """URI-reference naming the producing context, e.g. ``/producer``; 1-256 characters."""
     type: str
     """Event type (reverse-DNS name), fixed per event model."""
@@ -68,7 +68,12 @@ class Envelope(ContractModel):
     datacontenttype: Literal["application/json"] = "application/json"
     """Media type of ``data``; always ``application/json``."""
     dataschema: (
-        Annotated[str, StringConstraints(max_length=512, pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")]
+        Annotated[
+            str,
+            StringConstraints(
+                max_length=512, pattern=rf"^[A-Za-z][A-Za-z0-9+.-]*:{NON_WHITESPACE_CLASS}+$"
+            ),
+        ]
         | None
     ) = None
     """Absolute URI of the schema ``data`` adheres to, if the producer names one."""

@@ -13,12 +13,12 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from contracts._base import READ_CONTEXT
-from contracts.envelope import REQUIRED_ATTRIBUTES, SCHEMA_VERSION, EventEnvelope
+from contracts.envelope import REQUIRED_ATTRIBUTES, SCHEMA_VERSION, Envelope, EventEnvelope
 from contracts.errors import ContractViolation, DeadLetterReason
 from contracts.registry import lookup
 
-_JSON_OBJECT: TypeAdapter[dict[str, object]] = TypeAdapter(dict[str, object])
 _JSON_VALUE: TypeAdapter[object] = TypeAdapter(object)
+_JSON_KINDS: Final = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
 _MAX_PROBLEMS: Final = 5
 
 
@@ -32,17 +32,25 @@ def parse_envelope(body: bytes | str) -> EventEnvelope:
         The typed envelope of the event's type and schema version.
 
     Raises:
-        ContractViolation: with reason ``InvalidJson`` (not a UTF-8 JSON object),
+        ContractViolation: with reason ``InvalidJson`` (not UTF-8 JSON),
             ``UnknownEventType``, ``UnsupportedSchemaVersion`` or
-            ``SchemaValidationFailed`` (the description names up to five bad fields,
-            e.g. ``data.actor.id: Field required``).
+            ``SchemaValidationFailed``: JSON that is not an object, or an object with
+            missing or invalid attributes (the description names up to five, e.g.
+            ``data.actor.id: Field required``).
     """
     try:
-        raw = _JSON_OBJECT.validate_json(body)
+        raw = _JSON_VALUE.validate_json(body)
     except ValidationError as exc:
         raise ContractViolation(
             DeadLetterReason.INVALID_JSON, _describe(exc.errors(include_url=False), limit=1)
         ) from None
+    if not isinstance(raw, dict):
+        # Valid JSON, so not InvalidJson: the CloudEvents JSON format makes an event an
+        # object (https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/formats/json-format.md#3-envelope).
+        raise ContractViolation(
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            f"body: a CloudEvents JSON event must be an object, not {_json_kind(raw)}",
+        )
     return validate_envelope(raw)
 
 
@@ -74,8 +82,14 @@ def validate_envelope(raw: Mapping[str, object]) -> EventEnvelope:
 
     Raises:
         ContractViolation: ``UnknownEventType``, ``UnsupportedSchemaVersion`` or
-            ``SchemaValidationFailed``.
+            ``SchemaValidationFailed`` (also when ``type`` is missing or not a string:
+            the description then names every missing or invalid attribute).
     """
+    if not isinstance(raw.get("type"), str):
+        raise ContractViolation(
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            _join(_untyped_problems(raw), _MAX_PROBLEMS),
+        )
     spec = lookup(raw.get("type"), raw.get("schemaversion", SCHEMA_VERSION))
     problems = [f"{name}: Field required" for name in REQUIRED_ATTRIBUTES if name not in raw]
     try:
@@ -90,6 +104,25 @@ def validate_envelope(raw: Mapping[str, object]) -> EventEnvelope:
             DeadLetterReason.SCHEMA_VALIDATION_FAILED, _join(problems, _MAX_PROBLEMS)
         )
     return envelope
+
+
+def _untyped_problems(raw: Mapping[str, object]) -> list[str]:
+    """What is wrong with a message that has no string ``type``: no model can be chosen,
+    so the attributes every event shares are checked, ``type`` first."""
+    problems = [
+        f"{name}: Field required" for name in (*REQUIRED_ATTRIBUTES, "data") if name not in raw
+    ]
+    try:
+        Envelope.model_validate(raw, context=dict(READ_CONTEXT))
+    except ValidationError as exc:
+        problems.extend(p for p in _problems(exc.errors(include_url=False)) if p not in problems)
+    return sorted(problems, key=lambda problem: not problem.startswith("type: "))
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return _JSON_KINDS.get(type(value), "a number")
 
 
 def _problems(errors: Sequence[ErrorDetails]) -> list[str]:

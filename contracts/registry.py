@@ -6,6 +6,7 @@ queue (or replayed from a dead-letter queue) while writers move to v2. Dropping 
 is removing its entry. See ``docs/contracts.md``, "Versioning policy".
 """
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -116,17 +117,22 @@ def lookup(event_type: object, version: object) -> EventSpec:
     Raises:
         ContractViolation: ``UnknownEventType`` if no version of the type is registered,
             ``UnsupportedSchemaVersion`` if the type is known but not this version (e.g. a
-            newer producer): the consumer dead-letters the message instead of crashing.
+            newer producer), ``SchemaValidationFailed`` if either is missing or not a
+            string: the consumer dead-letters the message instead of crashing.
     """
     if isinstance(event_type, str) and isinstance(version, str):
         found = REGISTRY.get((event_type, version))
         if found is not None:
             return found  # the usual case, without sorting the registry per message
-    if not isinstance(event_type, str) or not supported_versions(event_type):
+    if not isinstance(event_type, str):
+        raise _not_a_string("type", event_type)
+    if not supported_versions(event_type):
         raise ContractViolation(
             DeadLetterReason.UNKNOWN_EVENT_TYPE, f"unknown event type {event_type!r}"
         )
-    spec = REGISTRY.get((event_type, version)) if isinstance(version, str) else None
+    if not isinstance(version, str):
+        raise _not_a_string("schemaversion", version)
+    spec = REGISTRY.get((event_type, version))
     if spec is None:
         raise ContractViolation(
             DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION,
@@ -134,3 +140,14 @@ def lookup(event_type: object, version: object) -> EventSpec:
             f"(supported: {', '.join(supported_versions(event_type))})",
         )
     return spec
+
+
+def _not_a_string(attribute: str, value: object) -> ContractViolation:
+    """A malformed message, not an unknown type or version: say what is wrong."""
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return ContractViolation(
+        DeadLetterReason.SCHEMA_VALIDATION_FAILED, f"{attribute}: must be a string, not {shown}"
+    )

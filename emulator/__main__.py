@@ -15,6 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+from typing import NoReturn
 
 from emulator.config import ConfigError, load_config
 from emulator.runtime import DEFAULT_KEY, DEFAULT_KEY_NAME, Emulator
@@ -24,8 +25,15 @@ __all__ = ["main"]
 _PROG = "servicebus-emulator"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a usage error is one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_PROG,
         description="Local Azure Service Bus emulator (AMQP 1.0, queues only).",
     )
@@ -74,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"{_PROG}: error: config {exc}", file=sys.stderr)
+        print(f"{_PROG}: error: --config {exc}", file=sys.stderr)
         return 2
 
     emulator = Emulator(
@@ -89,13 +97,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         emulator.start()
     except sqlite3.Error as exc:
-        print(f"{_PROG}: error: data directory {args.data_dir}: {exc}", file=sys.stderr)
+        print(f"{_PROG}: error: --data-dir {args.data_dir}: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        where = f"{args.host}:{args.port}"
+        where = f"cannot listen on {args.host}:{args.port} (--host, --port)"
         if args.data_dir and exc.filename and str(args.data_dir) in str(exc.filename):
-            where = f"data directory {args.data_dir}"
-        print(f"{_PROG}: error: cannot start on {where}: {exc}", file=sys.stderr)
+            where = f"--data-dir {args.data_dir}"
+        # strerror, not str(exc): "[Errno 98] ..." means nothing to an operator.
+        print(f"{_PROG}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
     stop = threading.Event()

@@ -117,6 +117,8 @@ class ServerLimits:
 @dataclass(eq=False)
 class _ConnectionState:
     grants: ConnectionGrants = field(default_factory=ConnectionGrants)
+    #: The client has ended a session or closed the connection: it is shutting down.
+    peer_closing: bool = False
     reply_links: dict[str, Any] = field(default_factory=dict)
     outboxes: list[Any] = field(default_factory=list)
 
@@ -197,6 +199,26 @@ def _state(connection: Any) -> _ConnectionState:
         state = _ConnectionState()
         connection.emulator_state = state
     return state
+
+
+def _log_transport_error(connection: Any, condition: Any) -> None:
+    """Log why a connection failed, at a level that says whose problem it is.
+
+    A client shutting down is routine (DEBUG): the Python SDK ends a session and then
+    detaches a management link on it, which proton answers with "no such channel", and a
+    socket closed after that (or after the AMQP close) is reported as "connection
+    aborted". A client that vanishes without closing (a killed process) is INFO; anything
+    else (garbage, framing and protocol errors, idle timeouts) is a broken client: WARNING.
+    """
+    name, description = str(condition.name), str(condition.description or "")
+    closing = connection is not None and _state(connection).peer_closing
+    if closing and (name == "amqp:not-allowed" and description.startswith("no such channel")):
+        _log.debug("client closed its connection: %s %s", name, description)
+    elif description == "connection aborted":
+        level = logging.DEBUG if closing else logging.INFO
+        _log.log(level, "client dropped its connection without an AMQP close")
+    else:
+        _log.warning("connection error: %s %s", name, description)
 
 
 def _role(link: Any) -> Any:
@@ -387,7 +409,11 @@ class EmulatorHandler(Handler):
         event.connection.container = "servicebus-emulator"
 
     def on_connection_remote_close(self, event: Any) -> None:
+        _state(event.connection).peer_closing = True
         self._guarded(event.connection, lambda: self._forget_connection(event.connection))
+
+    def on_session_remote_close(self, event: Any) -> None:
+        _state(event.connection).peer_closing = True
 
     def on_transport_closed(self, event: Any) -> None:
         connection = event.connection
@@ -398,16 +424,16 @@ class EmulatorHandler(Handler):
         transport = event.transport
 
         def drop() -> None:
-            condition = transport.condition
-            if condition is not None:
-                _log.info("connection error: %s %s", condition.name, condition.description)
-            # Do not wait for a broken peer to close its side: drop the socket once the
-            # close frame is written, and wake the reactor so that it does so now (its
-            # select() may otherwise sleep for seconds). Once only: closing the tail of a
-            # failed transport reports the error again.
+            # Once only: closing the tail of a failed transport reports the error again.
             if getattr(transport, "emulator_dropped", False):
                 return
             transport.emulator_dropped = True
+            condition = transport.condition
+            if condition is not None:
+                _log_transport_error(transport.connection, condition)
+            # Do not wait for a broken peer to close its side: drop the socket once the
+            # close frame is written, and wake the reactor so that it does so now (its
+            # select() may otherwise sleep for seconds).
             transport.close_tail()
             self._wake()
 

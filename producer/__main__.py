@@ -1,9 +1,13 @@
 """Command line of the producer.
 
 ``python -m producer [serve]``
-    Serve the API with uvicorn on ``PRODUCER_HOST:PRODUCER_PORT``. SIGTERM stops accepting
-    connections, gives in-flight requests and publishes ``PRODUCER_SHUTDOWN_GRACE`` each,
-    and leaves whatever is unpublished in the outbox.
+    Serve the API with uvicorn on ``PRODUCER_HOST:PRODUCER_PORT``. Exits 1 at once, with
+    one line naming the queue and its setting, when Service Bus says a queue does not
+    exist (an unreachable Service Bus does not stop it). SIGTERM stops accepting
+    connections and shuts down by one deadline, ``PRODUCER_SHUTDOWN_GRACE`` after it
+    (:mod:`producer.shutdown`): in-flight requests and publishes finish, Service Bus
+    senders close and telemetry is flushed; whatever is unpublished stays in the outbox.
+    Logs ``shutdown finished X s before its deadline`` and exits 0.
 ``python -m producer migrate``
     Apply the outbox migrations to ``PRODUCER_DATABASE_URL`` and exit (for deployments
     that set ``PRODUCER_MIGRATE_ON_STARTUP=false``).
@@ -22,22 +26,25 @@ from typing import Annotated
 import typer
 import uvicorn
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from common.settings_errors import describe_settings_error
+from common.telemetry import SHUTDOWN_TIMEOUT as TELEMETRY_TIMEOUT
 from common.telemetry import configure_telemetry
 from producer.app import create_app
+from producer.errors import MissingQueueError
+from producer.server import DeadlineServer, server_limits
 from producer.settings import ProducerSettings
+from producer.shutdown import MIN_CLOSE_TIME, ShutdownDeadline
+from producer.startup import require_queues
 
 
 def _settings() -> ProducerSettings:
     try:
         return ProducerSettings()
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        print(
-            f"producer: invalid settings (PRODUCER_* environment): {where}: {first['msg']}",
-            file=sys.stderr,
-        )
+    except (ValidationError, SettingsError) as exc:
+        problem = describe_settings_error(exc, ProducerSettings)
+        print(f"producer: invalid settings: {problem}", file=sys.stderr)
         sys.exit(2)
 
 
@@ -49,16 +56,34 @@ def _serve() -> int:
     # clean shutdown exits 0 (as process supervisors and the tests expect).
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: None)
-    uvicorn.run(
-        create_app(settings, freeze_after_startup=True),
+    try:
+        # Also checked in the app's lifespan; here first so that a missing queue ends the
+        # process with one line instead of uvicorn's start-up traceback.
+        asyncio.run(require_queues(settings))
+    except MissingQueueError as exc:
+        print(f"producer: {exc}", file=sys.stderr)
+        telemetry.shutdown()
+        return 1
+    deadline = ShutdownDeadline(settings.shutdown_grace.total_seconds())
+    config = uvicorn.Config(
+        create_app(settings, freeze_after_startup=True, shutdown=deadline),
         host=settings.host,
         port=settings.port,
+        # Logging is already configured (configure_telemetry): uvicorn's records go
+        # through the same handler (time, trace id, JSON) instead of its own.
+        log_config=None,
         log_level=settings.log_level.lower(),
         access_log=False,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace.total_seconds())),
+        timeout_graceful_shutdown=deadline.http_drain_seconds(),
+        **server_limits(settings),
     )
-    telemetry.shutdown()
-    return 0
+    server = DeadlineServer(config, deadline)
+    try:
+        server.run()
+    finally:
+        # Telemetry takes what the deadline left, so the process exits by it too.
+        telemetry.shutdown(min(TELEMETRY_TIMEOUT, max(deadline.left(), MIN_CLOSE_TIME)))
+    return 0 if server.started else 1
 
 
 def _migrate() -> int:

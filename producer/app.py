@@ -5,15 +5,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi_offline import FastAPIOffline
 from starlette.types import Receive, Scope, Send
 
 from common.runtime import freeze_startup_objects
 from producer.api import include_routes
 from producer.auth import Authenticator
-from producer.limits import BodySizeLimitMiddleware
+from producer.limits import BodySizeLimitMiddleware, HeaderLimitMiddleware
+from producer.openapi import install_openapi
 from producer.problems import install_problem_handlers, problem_response
 from producer.publisher import open_event_publisher
 from producer.settings import ProducerSettings
+from producer.shutdown import ShutdownDeadline
 
 _PROBES = frozenset({"/healthz", "/readyz"})
 
@@ -33,7 +36,10 @@ Errors are RFC 9457 problem details (`application/problem+json`).
 
 
 def create_app(
-    settings: ProducerSettings | None = None, *, freeze_after_startup: bool = False
+    settings: ProducerSettings | None = None,
+    *,
+    freeze_after_startup: bool = False,
+    shutdown: ShutdownDeadline | None = None,
 ) -> FastAPI:
     """Build the producer app.
 
@@ -42,22 +48,27 @@ def create_app(
         freeze_after_startup: Once the lifespan has started, exempt everything allocated so
             far from full garbage collections (:func:`common.runtime.freeze_startup_objects`);
             for the serving process, not for tests that build many apps.
+        shutdown: The process's shutdown deadline, started by the server at SIGTERM
+            (:class:`producer.server.DeadlineServer`); by default the lifespan's exit
+            starts one of ``settings.shutdown_grace``.
 
     The lifespan migrates the outbox (unless disabled), opens the Service Bus client,
-    starts the relay and the pruner, and on shutdown gives in-flight publishes
-    ``settings.shutdown_grace`` before leaving the rest in the outbox.
+    starts the relay and the pruner, and on shutdown finishes in-flight publishes, releases
+    leases and closes the client by the deadline, leaving the rest in the outbox.
     """
     resolved = settings if settings is not None else ProducerSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_event_publisher(resolved) as publisher:
+        async with open_event_publisher(resolved, shutdown=shutdown) as publisher:
             app.state.event_publisher = publisher
             if freeze_after_startup:
                 freeze_startup_objects()
             yield
 
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from this package (fastapi-offline ships
+    # them), not from a CDN: they work offline and send nothing to third parties.
+    app = FastAPIOffline(
         title="Service Bus event producer",
         version="1",
         summary="Accepts audit and notification events and publishes them to Service Bus.",
@@ -69,6 +80,8 @@ def create_app(
         # (exporter "none") the whole layer is skipped. Operation spans (dependencies,
         # endpoint, serialization) are off: the create span already shows the outbox work.
         telemetry={"exclude": _is_probe, "operation_spans": False},
+        # Swagger UI would otherwise send the document to validator.swagger.io.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = resolved
     app.state.authenticator = Authenticator(resolved)
@@ -83,8 +96,26 @@ def create_app(
         )
         await response(scope, receive, send)
 
+    async def headers_too_large(scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            Request(scope, receive),
+            431,
+            scope["state"]["header_limit"],
+            kind="request-header-fields-too-large",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)
+
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=resolved.max_request_bytes, on_too_large=too_large
     )
+    # Added last, so outermost: the headers are judged before anything reads the body.
+    app.add_middleware(
+        HeaderLimitMiddleware,
+        max_bytes=resolved.max_header_bytes,
+        max_count=resolved.max_header_count,
+        on_too_large=headers_too_large,
+    )
     include_routes(app)
+    install_openapi(app)
     return app

@@ -52,3 +52,22 @@ class NotCancellableError(ProducerError):
 
 class CancellationPendingError(ProducerError):
     """The notification is being published right now; ask again shortly (HTTP 409)."""
+
+
+class MissingQueueError(ProducerError):
+    """A queue the producer sends to does not exist in the namespace (start-up refused).
+
+    Attributes:
+        queue: The queue's name.
+        setting: The ``PRODUCER_*`` variable that names it.
+    """
+
+    def __init__(self, queue: str, setting: str) -> None:
+        super().__init__(
+            f"Service Bus queue {queue!r} ({setting}) does not exist: create it "
+            f"(az servicebus queue create --namespace-name <namespace> --resource-group "
+            f"<group> --name {queue}, or add it to the emulator's config file) or set "
+            f"{setting} to an existing queue"
+        )
+        self.queue = queue
+        self.setting = setting

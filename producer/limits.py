@@ -1,9 +1,15 @@
-"""Request body size limit (413 Content Too Large, RFC 9110 section 15.5.14).
+"""Request size limits: the body (413 Content Too Large, RFC 9110 section 15.5.14) and the
+header section (431 Request Header Fields Too Large, RFC 6585 section 5).
 
-A pure ASGI middleware: a declared ``Content-Length`` above the limit is refused before the
-body is read; a chunked body is counted as it arrives and refused as soon as it passes the
-limit (the route never sees it).
+Pure ASGI middlewares. A declared ``Content-Length`` above the body limit is refused before
+the body is read; a chunked body is counted as it arrives and refused as soon as it passes
+the limit (the route never sees it). The header limits are checked here, in the
+application, because that holds whichever HTTP implementation serves it: uvicorn's
+httptools protocol has no header limit at all and h11's only bounds its buffer (and answers
+a plain 400). ``producer.server`` also bounds the buffering at the protocol level.
 """
+
+from collections.abc import Sequence
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +93,48 @@ class BodySizeLimitMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+class HeaderLimitMiddleware:
+    """Refuse requests whose header section is too large or has too many fields.
+
+    Args:
+        app: The wrapped application.
+        max_bytes: Largest header section in bytes, counted as on the wire: each field's
+            name and value plus 4 (``": "`` and CRLF).
+        max_count: Most header fields.
+        on_too_large: ASGI app that answers a refused request; it finds the reason in
+            ``scope["state"]["header_limit"]`` (one readable sentence).
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, max_count: int, on_too_large: ASGIApp
+    ) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.max_count = max_count
+        self.on_too_large = on_too_large
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            reason = header_limit_exceeded(scope["headers"], self.max_bytes, self.max_count)
+            if reason is not None:
+                scope.setdefault("state", {})["header_limit"] = reason
+                await self.on_too_large(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def header_limit_exceeded(
+    headers: Sequence[tuple[bytes, bytes]], max_bytes: int, max_count: int
+) -> str | None:
+    """Why ``headers`` break the limits (one sentence), or ``None`` when they do not."""
+    if len(headers) > max_count:
+        return f"the request has {len(headers)} header fields; at most {max_count} are accepted"
+    size = sum(len(name) + len(value) + 4 for name, value in headers)
+    if size > max_bytes:
+        return f"the request's header fields are {size} bytes; at most {max_bytes} are accepted"
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -6,7 +6,10 @@ this API are relative URIs ``/problems/<name>`` that the producer serves itself
 (``GET /problems/<name>`` describes the type); the others are ``about:blank``, meaning
 "see the HTTP status". Validation errors (422) add an ``errors`` array naming each bad
 field by ``loc`` (FastAPI's location, e.g. ``["body", "actor", "id"]``) and ``pointer``
-(a JSON Pointer into the request body, e.g. ``#/actor/id``), as in RFC 9457 section 3.
+(a JSON Pointer into the request body, e.g. ``#/actor/id``), as in RFC 9457 section 3. A
+body that is not JSON at all (or not UTF-8, RFC 8259 section 8.1) has no JSON Pointer: its
+error has ``pointer: null``, ``loc: ["body"]`` and says where parsing stopped in ``line``,
+``column`` and ``offset``.
 """
 
 import logging
@@ -57,8 +60,10 @@ PROBLEM_TYPES: Final[Mapping[str, tuple[str, str]]] = {
     ),
     "not-cancellable": (
         "Notification cannot be cancelled",
-        "The notification was already delivered to its queue (sent, or its scheduled "
-        "time has passed), or it failed.",
+        "Cancelling is refused once the notification is published: it was sent to its "
+        "queue (no `deliver_at`), or its scheduled enqueue time has passed, so a consumer "
+        "may already have it. A notification that failed cannot be cancelled either. "
+        "`event_status` gives its status (`published` or `failed`).",
     ),
     "cancellation-pending": (
         "Notification is being published",
@@ -75,6 +80,12 @@ PROBLEM_TYPES: Final[Mapping[str, tuple[str, str]]] = {
     "content-too-large": (
         "Request body too large",
         "The request body exceeds the producer's limit (`PRODUCER_MAX_REQUEST_BYTES`).",
+    ),
+    "request-header-fields-too-large": (
+        "Request header fields too large",
+        "The request's header fields are larger in total than `PRODUCER_MAX_HEADER_BYTES` "
+        "(name, value and 4 bytes per field) or more than `PRODUCER_MAX_HEADER_COUNT` "
+        "(RFC 6585 section 5).",
     ),
     "outbox-unavailable": (
         "Temporarily unavailable",
@@ -100,9 +111,24 @@ class FieldError(BaseModel):
     """One invalid field of a 422 answer."""
 
     loc: list[str | int] = Field(description='Where, e.g. ["body", "actor", "id"]')
-    pointer: str | None = Field(None, description="JSON Pointer into the body, e.g. #/actor/id")
+    pointer: str | None = Field(
+        None,
+        description="JSON Pointer into the body, e.g. #/actor/id; null for a header or "
+        "path parameter, and for a body that is not valid JSON",
+    )
     msg: str
     type: str
+    line: int | None = Field(
+        None, description="Body not valid JSON: line where parsing stopped (from 1)"
+    )
+    column: int | None = Field(
+        None, description="Body not valid JSON: column where parsing stopped (from 1)"
+    )
+    offset: int | None = Field(
+        None,
+        description="Body not valid JSON: where parsing stopped, in characters from the "
+        "start (from 0); in bytes when the body is not UTF-8",
+    )
 
 
 class ValidationProblem(ProblemDetails):
@@ -174,9 +200,49 @@ def _pointer(loc: Sequence[str | int]) -> str | None:
     return "#/" + "/".join(parts) if parts else "#"
 
 
-def _field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+def _json_position(body: Any, offset: int) -> dict[str, int]:
+    """``line``, ``column`` (from 1) and ``offset`` of character ``offset`` in ``body``."""
+    if not isinstance(body, str):
+        return {"offset": offset}
+    before = body[:offset]
+    line = before.count("\n") + 1
+    return {"line": line, "column": offset - (before.rfind("\n") + 1) + 1, "offset": offset}
+
+
+def _invalid_json(error: Mapping[str, Any], body: Any) -> dict[str, Any]:
+    # FastAPI puts the decoder's character offset in ``loc`` (["body", 12]); that is no
+    # JSON Pointer, so it goes to ``offset`` (with line and column) instead.
+    loc = error.get("loc", ())
+    offset = loc[1] if len(loc) > 1 and isinstance(loc[1], int) else 0
+    position = _json_position(body, offset)
+    reason = str(error.get("ctx", {}).get("error", "JSON decode error"))
+    where = ", ".join(f"{name} {value}" for name, value in position.items())
+    return {
+        "loc": ["body"],
+        "pointer": None,
+        "msg": f"the body is not valid JSON: {reason} ({where})",
+        "type": "json_invalid",
+        **position,
+    }
+
+
+def not_utf8_error(exc: UnicodeDecodeError) -> dict[str, Any]:
+    """The 422 field error of a body that is not UTF-8 (JSON must be, RFC 8259 8.1)."""
+    return {
+        "loc": ["body"],
+        "pointer": None,
+        "msg": f"the body is not valid JSON: it is not UTF-8 (byte offset {exc.start})",
+        "type": "json_invalid",
+        "offset": exc.start,
+    }
+
+
+def _field_errors(errors: Sequence[Any], body: Any = None) -> list[dict[str, Any]]:
     found = []
     for error in errors:
+        if error.get("type") == "json_invalid":
+            found.append(_invalid_json(error, body))
+            continue
         loc = [p if isinstance(p, int) else str(p) for p in error.get("loc", ())]
         found.append(
             {
@@ -225,13 +291,20 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI answers 400 when the body cannot be decoded; a body that is not
+            # UTF-8 is invalid JSON like any other, so it gets the same 422.
+            errors = [not_utf8_error(exc.__cause__)]
+            return problem_response(
+                request, 422, _summary(errors), kind="validation-error", errors=errors
+            )
         kind = "content-too-large" if exc.status_code == 413 else None
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem_response(request, exc.status_code, detail, kind=kind, headers=exc.headers)
 
     async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = _field_errors(exc.errors())
+        errors = _field_errors(exc.errors(), exc.body)
         return problem_response(
             request,
             422,
@@ -275,7 +348,10 @@ class ProblemType(BaseModel):
 
 
 @problem_types_router.get(
-    "/problems/{kind}", summary="Describe a problem type", response_model=ProblemType
+    "/problems/{kind}",
+    summary="Describe a problem type",
+    response_model=ProblemType,
+    responses={404: {"description": "No such problem type", "model": ProblemDetails}},
 )
 async def describe_problem_type(kind: str, request: Request) -> ProblemType:
     """What a ``type`` of ``/problems/<kind>`` in an error response means."""

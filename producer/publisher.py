@@ -24,7 +24,7 @@ Example (see ``examples/orders_app.py`` for a complete application)::
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Coroutine, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -66,6 +66,8 @@ from producer.outbox.pruning import Pruner
 from producer.outbox.relay import PublishStats, Relay, utc_now
 from producer.outbox.repository import Backlog, NewEvent, OutboxRecord, OutboxRepository
 from producer.settings import ProducerSettings
+from producer.shutdown import ShutdownDeadline
+from producer.startup import require_queues
 from producer.transport import ServiceBusTransport
 
 logger = logging.getLogger(__name__)
@@ -479,11 +481,16 @@ class EventPublisher:
                 return record
             if record.status is OutboxStatus.SCHEDULED:
                 return await self._cancel_scheduled(record, now)
+            if record.status is OutboxStatus.PUBLISHED:
+                raise NotCancellableError(
+                    "the notification is already published (sent to its queue); it can be "
+                    "cancelled only before it is published",
+                    record.status.value,
+                )
             if record.status is not OutboxStatus.ACCEPTED:
                 raise NotCancellableError(
-                    f"the notification is {record.status.value}; it was already delivered"
-                    if record.status is OutboxStatus.PUBLISHED
-                    else f"the notification is {record.status.value}",
+                    f"the notification is {record.status.value} (it can never be sent); "
+                    "there is nothing to cancel",
                     record.status.value,
                 )
             try:
@@ -502,14 +509,16 @@ class EventPublisher:
     async def _cancel_scheduled(self, record: OutboxRecord, now: datetime) -> OutboxRecord:
         if record.deliver_at is None or record.deliver_at <= now or record.sequence_number is None:
             raise NotCancellableError(
-                "the notification's scheduled time has passed; it was already delivered",
+                "the notification's scheduled enqueue time has passed, so it is published "
+                "(on its queue); it can be cancelled only before that time",
                 "published",
             )
         try:
             await self.transport.cancel(record.queue, [record.sequence_number])
         except MessageNotFoundError:
             raise NotCancellableError(
-                "the scheduled message is no longer pending; it was already delivered",
+                "the scheduled message is no longer pending: its scheduled enqueue time has "
+                "passed, so it is published (on its queue)",
                 "published",
             ) from None
         except (ServiceBusError, TimeoutError) as exc:
@@ -524,7 +533,8 @@ class EventPublisher:
     # --- operations -------------------------------------------------------------------------
 
     async def readiness(self) -> Readiness:
-        """Database reachable, Service Bus not failing, backlog below the threshold.
+        """Database reachable, Service Bus not failing, its queues exist, backlog below the
+        threshold.
 
         The body of ``/readyz`` reports every check, including the backlog, also when one
         fails.
@@ -563,65 +573,76 @@ class EventPublisher:
                     ),
                 },
             )
+        missing = sorted(health.missing_queues)
+        checks["queues"] = Check(
+            not missing or not self.settings.readiness_requires_servicebus,
+            {
+                "missing": missing,
+                "hint": (
+                    f"create {', '.join(missing)} in the namespace or point "
+                    "PRODUCER_AUDIT_QUEUE / PRODUCER_NOTIFICATIONS_QUEUE at existing queues"
+                    if missing
+                    else None
+                ),
+            },
+        )
         checks["lifecycle"] = Check(not self.shutting_down, {"shutting_down": self.shutting_down})
         return Readiness(all(c.ok for c in checks.values()), checks)
-
-    async def drain(self, grace: float) -> None:
-        """Stop publishing: give in-flight publishes ``grace`` seconds, then cancel them.
-
-        Rows not yet published stay in the outbox; this process's leases on them are
-        released so that another replica (or this one after a restart) takes them at once.
-        """
-        self.shutting_down = True
-        self.relay.request_stop()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
-                logger.warning("left %d in-flight publishes to the outbox", len(pending))
-        with suppress(*_DATABASE_ERRORS):
-            released = await self.repository.release_instance(self.settings.instance_id)
-            if released:
-                logger.info("released %d unpublished outbox rows for other replicas", released)
 
 
 @asynccontextmanager
 async def open_event_publisher(
-    settings: ProducerSettings, *, engine: AsyncEngine | None = None
+    settings: ProducerSettings,
+    *,
+    engine: AsyncEngine | None = None,
+    check_queues: bool = True,
+    shutdown: ShutdownDeadline | None = None,
 ) -> AsyncIterator[EventPublisher]:
     """Start the outbox publisher of this process; stop it gracefully on exit.
 
-    On entry: migrate the outbox (if ``settings.migrate_on_startup``), open the Service Bus
-    client (it connects lazily, so start-up does not need Service Bus), start the relay
-    loop and the pruner. On exit: stop them, giving in-flight publishes
-    ``settings.shutdown_grace``; whatever is unpublished stays in the outbox.
+    On entry: migrate the outbox (if ``settings.migrate_on_startup``), check that the
+    queues exist (:func:`producer.startup.require_queues`; an unreachable Service Bus does
+    not stop the start, the outbox keeps what is accepted), open the Service Bus client,
+    start the relay loop and the pruner. On exit, by one deadline
+    (:mod:`producer.shutdown`): in-flight publishes, the relay and the pruner finish or are
+    cancelled, then leases are released while the senders and the client close, at once;
+    whatever is unpublished stays in the outbox. Logs how long before (or after) the
+    deadline it finished.
 
     Args:
         settings: The producer's settings.
         engine: Use this engine (e.g. the application's, to join its transactions);
             otherwise one is created from ``settings.database_url`` and disposed on exit.
+        check_queues: Check the queues at start-up (up to
+            ``producer.startup.QUEUE_CHECK_TIMEOUT`` seconds when Service Bus is slow).
+        shutdown: The process's shutdown deadline, started at SIGTERM by the server;
+            by default one of ``settings.shutdown_grace`` started when the exit begins
+            (it is started then anyway if nothing started it).
 
     Raises:
         sqlalchemy.exc.SQLAlchemyError: the database is unreachable or migrating failed.
+        MissingQueueError: Service Bus says a queue does not exist.
     """
+    deadline = shutdown or ShutdownDeadline(settings.shutdown_grace.total_seconds())
     own_engine = engine is None
     outbox_engine = engine if engine is not None else create_outbox_engine(settings.database_url)
+    stopping = False
     try:
         if settings.migrate_on_startup:
             await run_migrations(outbox_engine)
+        if check_queues:
+            await require_queues(settings)
         repository = OutboxRepository(outbox_engine, lease=settings.relay_lease)
         stats = PublishStats()
-        async with (
-            open_servicebus_client(settings) as client,
-            ServiceBusTransport(
+        async with AsyncExitStack() as servicebus:
+            client = await servicebus.enter_async_context(open_servicebus_client(settings))
+            transport = ServiceBusTransport(
                 client,
                 operation_timeout=settings.servicebus_operation_timeout.total_seconds(),
                 max_batch_messages=settings.publish_batch_size,
                 senders_per_queue=settings.senders_per_queue,
-            ) as transport,
-        ):
+            )
+            servicebus.push_async_callback(transport.close)  # if the start fails
             relay = Relay(
                 repository,
                 transport,
@@ -640,34 +661,87 @@ async def open_event_publisher(
                 interval=settings.prune_interval,
             )
             publisher = EventPublisher(settings, repository, transport, relay, stats)
-            relay_task = asyncio.create_task(relay.run(), name="outbox-relay")
-            pruner_task = asyncio.create_task(pruner.run(), name="outbox-pruner")
+            background = [
+                asyncio.create_task(relay.run(), name="outbox-relay"),
+                asyncio.create_task(pruner.run(), name="outbox-pruner"),
+            ]
             try:
                 yield publisher
             finally:
+                stopping = True
+                deadline.start()
                 pruner.request_stop()
-                await publisher._group.close()
-                grace = settings.shutdown_grace.total_seconds()
-                await publisher.drain(grace)
-                await _finish(relay_task, grace)
-                await _finish(pruner_task, grace)
-                with suppress(*_DATABASE_ERRORS):
-                    await repository.release_instance(settings.instance_id)
+                await _stop(publisher, background, servicebus.pop_all(), deadline)
     finally:
         if own_engine:
-            await outbox_engine.dispose()
+            await _dispose(outbox_engine, deadline)
+    if stopping:
+        left = deadline.left()
+        logger.info(
+            "shutdown finished %.1f s %s its deadline (PRODUCER_SHUTDOWN_GRACE=%g s)",
+            abs(left),
+            "before" if left >= 0 else "after",
+            deadline.grace,
+        )
 
 
-async def _finish(task: "asyncio.Task[None]", grace: float) -> None:
-    """Wait up to ``grace`` seconds for ``task``, then cancel it; log its failure."""
-    done, _ = await asyncio.wait({task}, timeout=grace)
-    if not done:
+async def _stop(
+    publisher: EventPublisher,
+    background: list["asyncio.Task[None]"],
+    servicebus: AsyncExitStack,
+    deadline: ShutdownDeadline,
+) -> None:
+    """Shut the publisher down by ``deadline`` (steps 1 and 2 of :mod:`producer.shutdown`).
+
+    Publishes, the relay loops and the pruner get until the reserve; then, at once, the
+    database side (cancelled publishes release their rows, waiting published marks are
+    written, this process's leases are released) and the Service Bus side (every sender,
+    then the client, closes), both given up at the deadline.
+    """
+    publisher.shutting_down = True
+    publisher.relay.request_stop()
+    await publisher._group.close()
+    work = {*publisher._tasks, *background}
+    _, pending = await asyncio.wait(work, timeout=deadline.work_left())
+    for task in pending:
         task.cancel()
-    with suppress(asyncio.CancelledError):
-        try:
-            await task
-        except Exception:
-            logger.exception("%s failed", task.get_name())
+    publishes = len(pending - set(background))
+    if publishes:
+        logger.warning("left %d in-flight publishes to the outbox", publishes)
+
+    async def database() -> None:
+        if pending:
+            await asyncio.wait(pending)  # each releases its rows for the relay
+        await publisher.relay.marks.wait_flushed()
+        with suppress(*_DATABASE_ERRORS):
+            released = await publisher.repository.release_instance(publisher.settings.instance_id)
+            if released:
+                logger.info("released %d unpublished outbox rows for other replicas", released)
+
+    async def close_servicebus() -> None:
+        await publisher.transport.close()
+        await servicebus.aclose()
+
+    try:
+        async with asyncio.timeout(deadline.close_left()):
+            await asyncio.gather(database(), close_servicebus())
+    except TimeoutError:
+        logger.warning(
+            "shutdown deadline reached while releasing leases or closing the Service Bus "
+            "client: left to end with the process (unreleased rows wait out their lease)"
+        )
+    for task in background:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            logger.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+async def _dispose(engine: AsyncEngine, deadline: ShutdownDeadline) -> None:
+    """Dispose of the outbox engine, waiting no longer than the shutdown deadline."""
+    try:
+        async with asyncio.timeout(deadline.close_left()):
+            await engine.dispose()
+    except TimeoutError:
+        logger.warning("outbox database connections still closing at the shutdown deadline")
 
 
 async def get_event_publisher(request: Request) -> EventPublisher:

@@ -78,6 +78,12 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         entra_required_role: App role the token must carry in ``roles`` (403 otherwise);
             unset accepts any valid token for the audience.
         max_request_bytes: Largest request body; larger ones get 413.
+        max_header_bytes: Largest request header section in bytes, counted as on the wire
+            (``name: value`` plus CRLF per field; the request line is not counted);
+            larger ones get 431. Default 16 KiB, as Node.js (``--max-http-header-size``);
+            nginx's default is 8 KiB per line, 32 KiB in all.
+        max_header_count: Most request header fields; more get 431. Default 100, as
+            Apache httpd (``LimitRequestFields``).
         max_message_bytes: Largest Service Bus message (body and properties, AMQP-encoded)
             an event may become; larger events get 413. Default: the Standard tier's
             256 KiB; raise it for Premium entities configured for large messages.
@@ -134,6 +140,8 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     entra_required_role: str | None = None
 
     max_request_bytes: int = Field(1_048_576, gt=0)
+    max_header_bytes: int = Field(16_384, ge=1024, le=1_048_576)
+    max_header_count: int = Field(100, ge=10, le=1000)
     max_message_bytes: int = Field(STANDARD_TIER_MAX_MESSAGE_SIZE, gt=0)
     publish_batch_size: int = Field(500, ge=1, le=4500)
     senders_per_queue: int = Field(2, ge=1, le=8)

@@ -28,7 +28,11 @@ from datetime import UTC, datetime
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
-from azure.servicebus.exceptions import MessageNotFoundError, MessageSizeExceededError
+from azure.servicebus.exceptions import (
+    MessageNotFoundError,
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+)
 
 from common.futures import fail, resolve
 
@@ -47,11 +51,14 @@ class ServiceBusHealth:
         last_success_at: End of the last successful operation.
         last_failure_at: End of the last failed operation.
         last_error: ``repr`` of the last failure.
+        missing_queues: Queues whose last operation Service Bus refused because the
+            entity does not exist (``MessagingEntityNotFoundError``).
     """
 
     last_success_at: datetime | None = None
     last_failure_at: datetime | None = None
     last_error: str | None = None
+    missing_queues: set[str] = field(default_factory=set)
 
     @property
     def reachable(self) -> bool | None:
@@ -138,15 +145,13 @@ class _QueueSender:
         await self._pending.put(operation)
 
     async def close(self) -> None:
+        """Stop the lanes, cancel the operations still waiting, close every sender at once."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError):
-                await task
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._pending.empty():
             self._pending.get_nowait().done.cancel()
-        for lane in self._lanes:
-            await lane.close()
+        await asyncio.gather(*(lane.close() for lane in self._lanes))
 
     async def _run(self, lane: _Lane) -> None:
         while True:
@@ -262,8 +267,11 @@ class _QueueSender:
 
     def _succeeded(self) -> None:
         self._health.last_success_at = datetime.now(UTC)
+        self._health.missing_queues.discard(self._queue)
 
     async def _failed(self, lane: _Lane, exc: BaseException) -> None:
+        if isinstance(exc, MessagingEntityNotFoundError):
+            self._health.missing_queues.add(self._queue)
         self._health.last_failure_at = datetime.now(UTC)
         self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
         logger.warning("Service Bus operation on %s failed: %r", self._queue, exc)
@@ -273,7 +281,8 @@ class _QueueSender:
 class ServiceBusTransport:
     """Send, schedule and cancel messages on the queues of one client.
 
-    Use as an async context manager; senders are created on first use and closed on exit.
+    Use as an async context manager; senders are created on first use and closed on exit
+    (see :meth:`close`).
 
     Args:
         client: The process's long-lived client.
@@ -302,9 +311,20 @@ class ServiceBusTransport:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the senders of every queue, all at once; never raises.
+
+        Operations not finished are cancelled (their callers get ``CancelledError``). Each
+        close is bounded by ``operation_timeout``; at once, because a close may wait on
+        the network, and one after the other the shutdown would take the sum of them (the
+        producer's shutdown has one deadline, :mod:`producer.shutdown`, and wraps this in
+        ``asyncio.timeout``: a sender still closing then ends with the client's
+        connection, or the process).
+        """
         senders, self._senders = list(self._senders.values()), {}
-        for sender in senders:
-            await sender.close()
+        await asyncio.gather(*(sender.close() for sender in senders))
 
     def _sender(self, queue: str) -> _QueueSender:
         sender = self._senders.get(queue)

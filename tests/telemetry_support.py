@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from common.telemetry import enable_azure_sdk_tracing
+from common.telemetry import enable_azure_sdk_tracing, instrument_libraries
 
 
 @dataclass
@@ -75,3 +75,19 @@ def azure_sdk_tracing() -> Iterator[None]:
         yield
     finally:
         settings.tracing_implementation.unset_value()
+
+
+@contextmanager
+def library_instrumentation() -> Iterator[None]:
+    """The httpx and SQLAlchemy instrumentations on, as ``configure_telemetry`` turns them
+    on in every process, and off again after (they patch the libraries process-wide)."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    instrument_libraries()
+    try:
+        yield
+    finally:
+        for instrumentor in (HTTPXClientInstrumentor(), SQLAlchemyInstrumentor()):
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()

@@ -3,11 +3,18 @@
 Starts the emulator, the consumer and the producer on free loopback ports; sends a
 realistic mix of requests (plus some malformed ones); injects poison messages as a foreign
 producer would; waits until every accepted event is processed or dead-lettered; prints a
-summary and stops everything. Exits 1 if any accepted event is unaccounted for.
+summary and stops everything. Exits 1 if any accepted event is unaccounted for, if an
+event meant to be dead-lettered (poison, a missing template) was not, with its reason, or
+if another was, or if the consumer's delivery log disagrees with its delivered rows.
+
+The consumer runs in the ``log`` delivery mode: every e-mail is built from its template
+and every webhook request is checked and signed exactly as for sending, and nothing
+leaves the machine.
 """
 
 import asyncio
 import hashlib
+import json
 import secrets
 import sqlite3
 import statistics
@@ -51,6 +58,10 @@ class System:
     def consumer_db(self) -> Path:
         return self.workdir / "consumer.db"
 
+    @property
+    def delivery_log(self) -> Path:
+        return self.workdir / "notifications.jsonl"
+
     def stop(self) -> dict[str, int]:
         return {p.name: p.stop() for p in reversed(self.processes)}
 
@@ -59,6 +70,7 @@ class System:
 class Outcome:
     sent: int = 0
     accepted: dict[str, str] = field(default_factory=dict)  # event id -> kind
+    dead_letter: dict[str, str] = field(default_factory=dict)  # event id -> expected reason
     rejected: Counter[int] = field(default_factory=Counter)
     unexpected: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -83,7 +95,7 @@ def start_system(workdir: Path, processes: list[ManagedProcess]) -> System:
             env={
                 "CONSUMER_SERVICEBUS_CONNECTION_STRING": connection_string,
                 "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{workdir / 'consumer.db'}",
-                "CONSUMER_DELIVERY_LOG_PATH": "",
+                "CONSUMER_DELIVERY_LOG_PATH": str(workdir / "notifications.jsonl"),
                 "CONSUMER_HEALTH_HOST": "127.0.0.1",
                 "CONSUMER_HEALTH_PORT": str(free_port()),
                 "CONSUMER_TELEMETRY_FILE": str(workdir / "consumer-telemetry.jsonl"),
@@ -129,7 +141,10 @@ async def send_all(system: System, requests: list[Request], concurrency: int) ->
                     )
                 outcome.sent += 1
                 if response.status_code == 202:
-                    outcome.accepted[response.json()["id"]] = request.kind
+                    event_id = response.json()["id"]
+                    outcome.accepted[event_id] = request.kind
+                    if request.dead_letter:
+                        outcome.dead_letter[event_id] = request.dead_letter
                 else:
                     outcome.rejected[response.status_code] += 1
                 if response.status_code != request.expect:
@@ -194,6 +209,46 @@ def processed(consumer_db: Path) -> dict[str, float]:
     return latencies
 
 
+def delivery_log(path: Path) -> list[dict[str, object]]:
+    """The consumer's delivery log: one entry per delivered notification."""
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as log:
+        return [json.loads(line) for line in log if line.strip()]
+
+
+def delivered_rows(consumer_db: Path) -> set[str]:
+    """Event ids the consumer recorded as delivered."""
+    with sqlite3.connect(consumer_db) as db:
+        rows = db.execute("SELECT event_id FROM deliveries WHERE status = 'delivered'")
+        return {event_id for (event_id,) in rows}
+
+
+def by_template(entries: list[dict[str, object]], channel: str) -> str:
+    """``"<n> (<template> <n>, ...)"`` for delivered ``channel`` notifications with a
+    template."""
+    counts = Counter(
+        str(e["template"]) for e in entries if e["channel"] == channel and e.get("template")
+    )
+    detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
+    return f"{sum(counts.values())} ({detail})" if counts else "0"
+
+
+def check_delivery_log(system: System) -> str | None:
+    """``None`` when the delivery log has one line per delivered row and no other;
+    otherwise what is wrong."""
+    lines = Counter(str(entry["event_id"]) for entry in delivery_log(system.delivery_log))
+    rows = delivered_rows(system.consumer_db)
+    duplicated = sum(1 for n in lines.values() if n > 1)
+    missing, extra = len(rows - set(lines)), len(set(lines) - rows)
+    if duplicated or missing or extra:
+        return (
+            f"delivery log disagrees with the delivered rows: {missing} missing, "
+            f"{extra} not delivered, {duplicated} duplicated"
+        )
+    return None
+
+
 def _percentile(values: list[float], q: int) -> float:
     if len(values) < 2:
         return values[0] if values else 0.0
@@ -207,6 +262,8 @@ def summary(
     stats: dict[str, int],
     unaccounted: int,
     wrong_reason: int,
+    unexpected_dead: int,
+    deliveries: list[dict[str, object]],
     drain_seconds: float,
 ) -> Table:
     latencies = [done[i] for i in outcome.accepted if i in done]
@@ -222,9 +279,17 @@ def summary(
         ("processed", len(latencies)),
         ("  audit events stored", kinds["audit"]),
         ("  notifications delivered", kinds["notification"]),
+        ("    e-mails rendered from a template", by_template(deliveries, "email")),
+        ("    webhooks carrying a template id", by_template(deliveries, "webhook")),
+        (
+            "    with a plain body",
+            sum(1 for entry in deliveries if not entry.get("template")),
+        ),
         ("dead-lettered", len(dead)),
         *[(f"  {reason}", n) for reason, n in sorted(Counter(dead.values()).items())],
-        ("poison with wrong reason", wrong_reason),
+        ("  accepted events the workload meant to dead-letter", len(outcome.dead_letter)),
+        ("meant to be dead-lettered but wrong reason or processed", wrong_reason),
+        ("dead-lettered though valid", unexpected_dead),
         ("unaccounted", unaccounted),
         (
             "latency p50 / p95 (accepted -> processed)",
@@ -264,7 +329,8 @@ def main(
         outcome = asyncio.run(send_all(system, workload.requests(requests), concurrency))
         poison_messages = workload.poison(*QUEUES, poison)
         inject_poison(system.connection_string, poison_messages)
-        expected_dead = {p.message_id: p.reason for p in poison_messages}
+        poison_dead = {p.message_id: p.reason for p in poison_messages}
+        expected_dead = {**poison_dead, **outcome.dead_letter}
 
         deadline = time.monotonic() + timeout
         with console.status("waiting for the consumer") as status:
@@ -272,26 +338,48 @@ def main(
                 done = processed(system.consumer_db)
                 dead = dead_letters(system.connection_string)
                 missing = [i for i in outcome.accepted if i not in done and i not in dead]
-                missing += [i for i in expected_dead if i not in dead]
-                total = len(outcome.accepted) + len(expected_dead)
+                missing += [i for i in poison_dead if i not in dead]
+                total = len(outcome.accepted) + len(poison_dead)
                 status.update(f"waiting for the consumer: {total - len(missing)}/{total} settled")
                 if not missing or time.monotonic() > deadline:
                     break
                 time.sleep(0.5)
         drain_seconds = time.monotonic() - started
         stats = httpx.get(f"{system.base_url}/v1/stats", headers=system.headers).json()
-        wrong_reason = sum(1 for i, r in expected_dead.items() if i in dead and dead[i] != r)
+        wrong_reason = sum(
+            1 for i, r in expected_dead.items() if i in done or (i in dead and dead[i] != r)
+        )
+        unexpected_dead = [i for i in outcome.accepted if i in dead and i not in expected_dead]
+        deliveries = delivery_log(system.delivery_log)
         console.print(
-            summary(outcome, done, dead, stats, len(missing), wrong_reason, drain_seconds)
+            summary(
+                outcome,
+                done,
+                dead,
+                stats,
+                len(missing),
+                wrong_reason,
+                len(unexpected_dead),
+                deliveries,
+                drain_seconds,
+            )
         )
         for event_id in missing[:10]:
             console.print(f"[red]unaccounted[/] {event_id}")
-        ok = not missing and not wrong_reason and not outcome.unexpected
+        for event_id in unexpected_dead[:10]:
+            console.print(f"[red]dead-lettered though valid[/] {event_id}: {dead[event_id]}")
+        ok = not missing and not wrong_reason and not unexpected_dead and not outcome.unexpected
     finally:
         with console.status("stopping"):
             codes = {p.name: p.stop() for p in reversed(processes)}
         console.print("exit codes: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
         ok = ok and not any(codes.values())
+    # After the consumer stopped: each delivered row has its line, once.
+    if ok and (log_problem := check_delivery_log(system)):
+        console.print(f"[red]{log_problem}[/] ({system.delivery_log})")
+        ok = False
+    elif ok:
+        console.print(f"delivery log: one line per delivered notification ({system.delivery_log})")
     console.print(f"total {time.monotonic() - started:.1f}s")
     if not ok:
         console.print(f"[red]FAILED[/]: see the summary above and the logs in {workdir}")

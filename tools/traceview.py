@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 app = typer.Typer(add_completion=False)
 BAR_WIDTH = 48
+"""Widest the time-axis bar gets (characters)."""
+BAR_MIN = 16
+"""Narrowest it gets; span names are cut first."""
+_GAP = 3
+"""Characters between two columns (``box.SIMPLE_HEAD``, no edge padding)."""
 KIND_STYLE = {
     "SpanKind.SERVER": "cyan",
     "SpanKind.PRODUCER": "magenta",
@@ -105,8 +111,13 @@ def trace_of(spans: list[Span], event_id: str | None) -> list[Span]:
     return [s for s in spans if s.trace_id == trace_id or trace_id in s.links]
 
 
-def render(spans: list[Span]) -> Table:
-    """A waterfall: one row per span, indented by depth, with a bar on a shared time axis."""
+def render(spans: list[Span], width: int = 120) -> Table:
+    """A waterfall: one row per span, indented by depth, with a bar on a shared time axis.
+
+    The table is at most ``width`` characters wide (the terminal's): the bar gets
+    ``BAR_MIN``-``BAR_WIDTH`` characters (after 32 for span names), and span names that do
+    not fit end in "…".
+    """
     by_id = {s.span_id: s for s in spans}
     roots = []
     for span in sorted(spans, key=lambda s: s.start):
@@ -117,26 +128,42 @@ def render(spans: list[Span]) -> Table:
             roots.append(span)
     begin = min(s.start for s in spans)
     total = max((max(s.end for s in spans) - begin).total_seconds(), 1e-6)
-    table = Table(title=f"trace {spans[0].trace_id}", title_justify="left", expand=False)
-    table.add_column("span")
-    table.add_column("service")
-    table.add_column("duration", justify="right")
-    table.add_column(f"0 … {total * 1000:.0f} ms")
+    rows: list[tuple[Text, str, str, Span]] = []
 
-    def add(span: Span, depth: int) -> None:
-        offset = int((span.start - begin).total_seconds() / total * BAR_WIDTH)
-        width = max(1, round(span.seconds / total * BAR_WIDTH))
-        bar = Text(" " * offset + "█" * min(width, BAR_WIDTH - offset))
-        bar.stylize(KIND_STYLE.get(span.kind, "white"))
+    def collect(span: Span, depth: int) -> None:
         label = Text("  " * depth + span.name)
         if span.status == "ERROR":
             label.stylize("bold red")
-        table.add_row(label, span.service, f"{span.seconds * 1000:.1f} ms", bar)
+        rows.append((label, span.service, f"{span.seconds * 1000:.1f} ms", span))
         for child in span.children:
-            add(child, depth + 1)
+            collect(child, depth + 1)
 
     for root in roots:
-        add(root, 0)
+        collect(root, 0)
+    axis = f"0 … {total * 1000:.0f} ms"
+    service_width = max(len("service"), *(len(row[1]) for row in rows))
+    duration_width = max(len("duration"), *(len(row[2]) for row in rows))
+    label_width = max(len("span"), *(len(row[0]) for row in rows))
+    fixed = service_width + duration_width + 3 * _GAP
+    bar_width = max(BAR_MIN, len(axis), min(BAR_WIDTH, width - fixed - min(label_width, 32)))
+    label_width = max(1, min(label_width, width - fixed - bar_width))
+    table = Table(
+        title=f"trace {spans[0].trace_id}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+    )
+    table.add_column("span", width=label_width, no_wrap=True, overflow="ellipsis")
+    table.add_column("service", width=service_width, no_wrap=True, overflow="ellipsis")
+    table.add_column("duration", width=duration_width, justify="right", no_wrap=True)
+    table.add_column(axis, width=bar_width, no_wrap=True)
+    for label, service, duration, span in rows:
+        offset = min(bar_width - 1, int((span.start - begin).total_seconds() / total * bar_width))
+        length = max(1, round(span.seconds / total * bar_width))
+        bar = Text(" " * offset + "█" * min(length, bar_width - offset))
+        bar.stylize(KIND_STYLE.get(span.kind, "white"))
+        table.add_row(label, service, duration, bar)
     return table
 
 
@@ -152,7 +179,7 @@ def main(
     """Show one event's trace: HTTP request, outbox, publish, queue, handler."""
     console = Console(record=svg is not None or html is not None)
     spans = trace_of([s for f in telemetry_files for s in load_spans(f)], event_id)
-    console.print(render(spans))
+    console.print(render(spans, console.width))
     legend = Text("server ", "cyan") + Text("producer ", "magenta")
     console.print(legend + Text("client ", "yellow") + Text("consumer", "green"))
     if svg is not None:

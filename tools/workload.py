@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from consumer.errors import ConsumerDeadLetterReason
 from contracts import AUDIT_EVENT_TYPE, NOTIFICATION_EVENT_TYPE, DeadLetterReason
 
 _FIRST = ["Ada", "Grace", "Linus", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "Alan"]
@@ -29,17 +30,27 @@ _USER_AGENTS = [
     "python-httpx/0.28.1",
     "okhttp/4.12.0",
 ]
-_TEMPLATES = ["password-reset", "invoice-ready", "weekly-digest", "security-alert"]
+TEMPLATES = ("password-reset", "invoice-ready", "weekly-digest", "security-alert")
+"""Templates the notifications use: each is in ``consumer/templates`` and renders with the
+workload's parameters (``name``, ``count``)."""
+MISSING_TEMPLATE = "quarterly-report"
+"""A template that deliberately does not exist: e-mails asking for it must be
+dead-lettered ``TemplateNotFound`` (live and log delivery modes alike)."""
+MISSING_TEMPLATE_RATIO = 0.04
+"""Share of templated e-mail notifications that ask for :data:`MISSING_TEMPLATE`."""
 
 
 @dataclass(frozen=True)
 class Request:
-    """One HTTP request to send: ``expect`` is the status the producer must answer."""
+    """One HTTP request to send: ``expect`` is the status the producer must answer;
+    ``dead_letter`` the reason the consumer must dead-letter the accepted event with
+    (``None``: it must be processed)."""
 
     path: str
     body: bytes
     expect: int
     kind: str
+    dead_letter: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +71,11 @@ class Workload:
         self._rng = random.Random(seed)
 
     def requests(self, count: int, malformed_ratio: float = 0.05) -> list[Request]:
-        """``count`` requests: about 60 % audit, 35 % notifications, the rest malformed."""
+        """``count`` requests: about 60 % audit, 35 % notifications, the rest malformed.
+
+        About 1 % of all requests (templated e-mails asking for :data:`MISSING_TEMPLATE`)
+        are accepted and must then be dead-lettered ``TemplateNotFound``.
+        """
         result = []
         for _ in range(count):
             roll = self._rng.random()
@@ -69,8 +84,18 @@ class Workload:
             elif roll < malformed_ratio + 0.6:
                 result.append(Request("/v1/audit-events", _json(self.audit()), 202, "audit"))
             else:
-                body = _json(self.notification())
-                result.append(Request("/v1/notifications", body, 202, "notification"))
+                note = self.notification()
+                dead_letter = None
+                if (
+                    note["channel"] == "email"
+                    and "template" in note
+                    and self._rng.random() < MISSING_TEMPLATE_RATIO
+                ):
+                    note["template"] = MISSING_TEMPLATE
+                    dead_letter = ConsumerDeadLetterReason.TEMPLATE_NOT_FOUND.value
+                result.append(
+                    Request("/v1/notifications", _json(note), 202, "notification", dead_letter)
+                )
         return result
 
     def audit(self) -> dict[str, Any]:
@@ -125,7 +150,7 @@ class Workload:
             event["subject"] = "Your weekly summary"
             event["body"] = "Hello,\n\nHere is what happened this week.\n" * rng.randint(1, 20)
         else:
-            template = rng.choice(_TEMPLATES)
+            template = rng.choice(TEMPLATES)
             event["subject"] = template.replace("-", " ").capitalize()
             event["template"] = template
             event["parameters"] = {"name": rng.choice(_FIRST), "count": rng.randint(1, 9)}

@@ -1,20 +1,21 @@
 """Notification delivery with at-most-once effect per event id (see ``stores.deliveries``).
 
-:class:`NotificationHandler` wraps a channel sender (e-mail, webhook, or the ``log``
-sender used for local runs): it honours ``deliver_at``, claims the event, sends, and
-records the outcome; a duplicate delivery of a delivered event does nothing.
+:class:`NotificationHandler` wraps a channel sender (e-mail or webhook; in the ``log``
+delivery mode the same senders render and validate everything and stop before the
+network): it honours ``deliver_at``, claims the event, sends within the attempt timeout,
+records the outcome, and appends the delivery to the delivery log; a duplicate delivery of
+a delivered event does nothing.
 """
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from consumer.errors import DeliverLater, PermanentError, TransientError
+from consumer.handlers.delivery_log import DeliveryLog
 from consumer.retry import describe
-from consumer.stores.deliveries import Claim, DeliveryStore
+from consumer.stores.deliveries import Claim, DeliveredRecord, DeliveryStore
 from contracts import EventEnvelope, NotificationEnvelope
 
 logger = logging.getLogger(__name__)
@@ -25,42 +26,7 @@ Sender = Callable[[NotificationEnvelope], Awaitable[None]]
 EARLY_TOLERANCE = timedelta(seconds=1)
 """A notification received this much before its ``deliver_at`` is delivered anyway."""
 
-
-class DeliveryLog:
-    """Appends one JSON line per delivered notification to ``path``.
-
-    Each line: ``{"event_id", "channel", "recipient", "subject", "priority",
-    "accepted_at", "delivered_at"}`` with ISO-8601 UTC timestamps.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = asyncio.Lock()
-
-    async def append(self, envelope: NotificationEnvelope, delivered_at: datetime) -> None:
-        data = envelope.data
-        line = json.dumps(
-            {
-                "event_id": envelope.id,
-                "channel": data.channel.value,
-                "recipient": data.recipient,
-                "subject": data.subject,
-                "priority": data.priority.value,
-                "accepted_at": envelope.time.isoformat(),
-                "delivered_at": delivered_at.isoformat(),
-            }
-        )
-        async with self._lock:
-            await asyncio.to_thread(self._write, line)  # file I/O off the event loop
-
-    def _write(self, line: str) -> None:
-        with self._path.open("a", encoding="utf-8") as log:
-            log.write(line + "\n")
-
-
-async def log_only(envelope: NotificationEnvelope) -> None:
-    """The ``log`` delivery mode's sender: nothing leaves the process."""
-    logger.debug("delivery mode log: %s to %s", envelope.id, envelope.data.recipient)
+__all__ = ["EARLY_TOLERANCE", "DeliveryLog", "NotificationHandler", "Sender"]
 
 
 class NotificationHandler:
@@ -71,24 +37,35 @@ class NotificationHandler:
         send: The channel sender.
         store: Delivery records (the idempotency inbox of notifications).
         log: Optional JSON-lines delivery log.
+        attempt_timeout: Seconds one attempt (rendering and sending) may take; past it the
+            attempt is cancelled and fails transiently. Keep it below the store's claim
+            lease, which is what holds off other deliveries while an attempt runs.
     """
 
     def __init__(
-        self, name: str, send: Sender, store: DeliveryStore, log: DeliveryLog | None = None
+        self,
+        name: str,
+        send: Sender,
+        store: DeliveryStore,
+        log: DeliveryLog | None = None,
+        *,
+        attempt_timeout: float | None = None,
     ) -> None:
         self.name = name
         self._send = send
         self._store = store
         self._log = log
+        self._attempt_timeout = attempt_timeout
 
     async def __call__(self, envelope: EventEnvelope) -> bool:
         """Returns ``False`` when the event was already delivered.
 
         Raises:
             DeliverLater: ``deliver_at`` is still ahead.
-            TransientError: another delivery of this event is in progress, or the
-                channel failed transiently.
-            PermanentError: the channel refused the notification for good.
+            TransientError: another delivery of this event is in progress, the attempt
+                timed out, or the channel failed transiently.
+            PermanentError: the channel refused the notification for good (or its
+                template is missing or fails to render).
         """
         assert isinstance(envelope, NotificationEnvelope)
         deliver_at = getattr(envelope.data, "deliver_at", None)
@@ -100,17 +77,50 @@ class NotificationHandler:
             return False
         if claim is Claim.IN_PROGRESS:
             raise TransientError(f"delivery of {envelope.id} is in progress elsewhere")
+        await self._attempt(envelope)
+        delivered_at = await self._store.mark_delivered(envelope.id)
+        if self._log is not None:
+            await self._log.record(_record(envelope, delivered_at))
+        return True
+
+    async def _attempt(self, envelope: NotificationEnvelope) -> None:
+        """Send, recording a failure; the claim is held on entry."""
+        deadline = asyncio.timeout(self._attempt_timeout)
         try:
-            await self._send(envelope)
+            async with deadline:
+                await self._send(envelope)
         except PermanentError as exc:
             await self._store.mark_rejected(envelope.id, f"{exc.reason}: {exc.description}")
             raise
+        except TimeoutError as exc:
+            if not deadline.expired():
+                await self._store.mark_failed(envelope.id, describe(exc))
+                raise
+            error = TransientError(
+                f"{self.name} delivery attempt took over {self._attempt_timeout} s"
+            )
+            await self._store.mark_failed(envelope.id, str(error))
+            raise error from exc
         except Exception as exc:
             await self._store.mark_failed(envelope.id, describe(exc))
             raise
-        # A cancellation (shutdown past the grace period) keeps the claim: the message may
-        # have gone out, so a redelivery waits for the lease before sending again.
-        await self._store.mark_delivered(envelope.id)
-        if self._log is not None:
-            await self._log.append(envelope, datetime.now(UTC))
-        return True
+        except BaseException:
+            # Cancelled (processing deadline, shutdown past the grace period): the message
+            # may have gone out, so the claim stays; other processes wait for its lease.
+            self._store.abandon(envelope.id)
+            raise
+
+
+def _record(envelope: NotificationEnvelope, delivered_at: datetime) -> DeliveredRecord:
+    """What the store holds for a delivered ``envelope`` (no read back needed)."""
+    data = envelope.data
+    return DeliveredRecord(
+        event_id=envelope.id,
+        channel=data.channel.value,
+        recipient=data.recipient,
+        subject=data.subject,
+        priority=data.priority.value,
+        template=data.template,
+        accepted_at=envelope.time,
+        delivered_at=delivered_at,
+    )

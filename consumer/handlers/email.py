@@ -54,11 +54,14 @@ class EmailSender:
     Args:
         config: SMTP settings.
         templates: Template renderer.
+        dry_run: Build the message exactly as for sending (rendering its template, with
+            the same errors) and stop before SMTP: the ``log`` delivery mode.
     """
 
-    def __init__(self, config: SmtpConfig, templates: Templates) -> None:
+    def __init__(self, config: SmtpConfig, templates: Templates, *, dry_run: bool = False) -> None:
         self._config = config
         self._templates = templates
+        self._dry_run = dry_run
 
     def build(self, envelope: NotificationEnvelope) -> EmailMessage:
         """The MIME message: plain text, plus an HTML alternative when the template has one.
@@ -94,13 +97,16 @@ class EmailSender:
         return message
 
     async def __call__(self, envelope: NotificationEnvelope) -> None:
-        """Send the e-mail.
+        """Send the e-mail (or, with ``dry_run``, only build it).
 
         Raises:
             PermanentError: ``RecipientRejected``, ``EmailRejected``, template errors.
             TransientError: 4yz replies, connection failures, timeouts, auth failures.
         """
         message = self.build(envelope)
+        if self._dry_run:
+            logger.debug("delivery mode log: e-mail %s built, not sent", envelope.id)
+            return
         config = self._config
         # No OpenTelemetry instrumentation exists for aiosmtplib: one client span per send.
         with tracer.start_as_current_span(

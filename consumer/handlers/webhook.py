@@ -39,24 +39,37 @@ class WebhookSender:
     """POSTs signed notifications.
 
     Args:
-        client: A long-lived ``httpx.AsyncClient`` (its timeout applies).
-        secret: Signing secret (``whsec_<base64>`` or a plain string).
+        client: A long-lived ``httpx.AsyncClient`` (its timeout applies); ``None`` only
+            with ``dry_run``.
+        secret: Signing secret (``whsec_<base64>`` or a plain string); ``None`` only with
+            ``dry_run`` (then the request is not signed).
         allow_http: Accept ``http://`` URLs.
         allow_private_networks: Accept targets in non-global address ranges.
+        dry_run: Check the target and build the signed request exactly as for sending,
+            and stop before the network: the ``log`` delivery mode. A host name is not
+            resolved (that would be network traffic), so only IP-literal hosts get the
+            address check.
+
+    Raises:
+        ValueError: ``client`` or ``secret`` is missing without ``dry_run``.
     """
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
-        secret: str,
+        client: httpx.AsyncClient | None,
+        secret: str | None,
         *,
         allow_http: bool = False,
         allow_private_networks: bool = False,
+        dry_run: bool = False,
     ) -> None:
+        if not dry_run and (client is None or secret is None):
+            raise ValueError("a webhook sender needs an HTTP client and a secret to send")
         self._client = client
         self._secret = secret
         self._allow_http = allow_http
         self._allow_private = allow_private_networks
+        self._dry_run = dry_run
 
     def payload(self, envelope: NotificationEnvelope) -> bytes:
         return json.dumps(
@@ -70,7 +83,7 @@ class WebhookSender:
         ).encode()
 
     async def __call__(self, envelope: NotificationEnvelope) -> None:
-        """POST the notification.
+        """POST the notification (or, with ``dry_run``, only check and build it).
 
         Raises:
             PermanentError: ``WebhookUrlForbidden`` or ``RecipientRejected``.
@@ -79,10 +92,12 @@ class WebhookSender:
         url = envelope.data.recipient
         await self._check_target(url)
         body = self.payload(envelope)
-        headers = {
-            "content-type": "application/json",
-            **signed_headers(envelope.id, body, self._secret),
-        }
+        headers = {"content-type": "application/json"}
+        if self._secret is not None:
+            headers.update(signed_headers(envelope.id, body, self._secret))
+        if self._client is None or self._dry_run:
+            logger.debug("delivery mode log: webhook %s built, not sent", envelope.id)
+            return
         try:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -107,6 +122,8 @@ class WebhookSender:
             )
         if self._allow_private or parts.hostname is None:
             return
+        if self._dry_run and not _is_ip_literal(parts.hostname):
+            return
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 parts.hostname, parts.port or 443, type=socket.SOCK_STREAM
@@ -120,6 +137,14 @@ class WebhookSender:
                     ConsumerDeadLetterReason.WEBHOOK_URL_FORBIDDEN,
                     f"{parts.hostname} resolves to non-public address {address}",
                 )
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -1,16 +1,20 @@
 """All queues of one process, and graceful shutdown.
 
 Shutdown (SIGTERM, as Container Apps sends before it kills a replica,
-https://learn.microsoft.com/azure/container-apps/application-lifecycle-management#shutdown):
-readiness turns false, receiving stops after the receive call in progress, in-flight
-handlers get until ``shutdown_grace_period`` (minus a settlement reserve) to finish and
-settle; handlers still running are cancelled and their messages abandoned so Service Bus
-hands them out again at once; then receivers and senders close.
+https://learn.microsoft.com/azure/container-apps/application-lifecycle-management#shutdown)
+runs against one deadline, ``shutdown_grace_period`` seconds after the stop: readiness
+turns false and receiving stops after the receive call in progress; in-flight handlers
+get until the deadline minus a reserve (:class:`ShutdownBudget`) to finish and settle;
+handlers still running are cancelled and their messages abandoned, so Service Bus hands
+them out again at once; then every receiver and sender closes at once, with what is
+left (closes still running at the deadline are given up: the connections end with the
+process).
 """
 
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from consumer import telemetry
@@ -20,8 +24,33 @@ from consumer.runtime.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
 
-SETTLE_RESERVE = 3.0
-"""Seconds of the grace period kept for abandoning cancelled messages and closing."""
+ABANDON_RESERVE = 1.5
+"""Seconds of the grace period kept for abandoning the messages of cancelled handlers."""
+CLOSE_RESERVE = 1.5
+"""Seconds of the grace period kept for closing receivers and senders (all at once)."""
+MIN_CLOSE_TIME = 0.5
+"""Seconds closes get at least, even when the deadline is nearer (a tiny grace period)."""
+
+
+@dataclass(frozen=True)
+class ShutdownBudget:
+    """How a grace period is split. Times are seconds before the deadline.
+
+    Attributes:
+        abandon: Handlers still running this long before the deadline are cancelled
+            and their messages abandoned.
+        close: Receivers and senders start closing at the latest this long before it.
+    """
+
+    abandon: float
+    close: float
+
+    @classmethod
+    def for_grace(cls, grace: float) -> "ShutdownBudget":
+        """The reserves, shrunk to half of ``grace`` together so handlers keep the rest."""
+        scale = min(1.0, grace / 2 / (ABANDON_RESERVE + CLOSE_RESERVE))
+        close = CLOSE_RESERVE * scale
+        return cls(abandon=close + ABANDON_RESERVE * scale, close=close)
 
 
 class Worker:
@@ -31,7 +60,8 @@ class Worker:
         client: The process's long-lived ``ServiceBusClient``.
         queues: Per-queue settings.
         router: Picks the handler of each envelope.
-        shutdown_grace_period: Seconds from stop to return.
+        shutdown_grace_period: Seconds from the stop to the end of :meth:`run`, closes
+            included.
     """
 
     def __init__(
@@ -51,6 +81,10 @@ class Worker:
         ]
         self.running = False
         self.stopping = False
+        self.shutdown_deadline: float | None = None
+        """Loop time (``loop.time()``, seconds) by which shutdown ends: set at the stop,
+        ``shutdown_grace_period`` later (moved only to give closes :data:`MIN_CLOSE_TIME`)."""
+        self._budget = ShutdownBudget.for_grace(shutdown_grace_period)
 
     @property
     def connected(self) -> bool:
@@ -58,8 +92,7 @@ class Worker:
         return all(processor.connected for processor in self.processors)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Process until ``stop`` is set, then shut down within the grace period."""
-        loop = asyncio.get_running_loop()
+        """Process until ``stop`` is set, then shut down by :attr:`shutdown_deadline`."""
         self.running = True
         receiving = [
             asyncio.create_task(p.receive_until(stop), name=f"receive:{p.config.name}")
@@ -67,31 +100,79 @@ class Worker:
         ]
         try:
             await stop.wait()
-            self.stopping = True
-            deadline = loop.time() + self._grace
-            logger.info("stopping: receiving ends, %.0f s grace for in-flight work", self._grace)
-
-            async def drain() -> None:
-                await asyncio.gather(*receiving)
-                await asyncio.gather(*(p.wait_idle() for p in self.processors))
-
-            drained = asyncio.create_task(drain())
-            try:
-                async with asyncio.timeout_at(deadline - SETTLE_RESERVE):
-                    await asyncio.shield(drained)
-            except TimeoutError:
-                cancelled = sum(p.cancel_handlers() for p in self.processors)
-                logger.warning("grace period over: cancelled %d handler(s)", cancelled)
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await asyncio.gather(*(p.wait_idle() for p in self.processors))
-                except TimeoutError:
-                    logger.error("messages still being settled at exit; their locks will expire")
-            drained.cancel()
+            self._start_shutdown()
+            await self._drain(receiving)
         finally:
+            if self.shutdown_deadline is None:  # failed or cancelled before the stop
+                self._start_shutdown()
             for task in receiving:
                 task.cancel()
             await asyncio.gather(*receiving, return_exceptions=True)
-            for processor in self.processors:
-                await processor.close()
+            await self._close()
             self.running = False
+            left = self.deadline_left()
+            logger.info(
+                "receivers and senders closed %.1f s %s the shutdown deadline",
+                abs(left),
+                "before" if left >= 0 else "after",
+            )
+
+    def deadline_left(self) -> float:
+        """Seconds until :attr:`shutdown_deadline` (negative once past; 0 before the stop)."""
+        if self.shutdown_deadline is None:
+            return 0.0
+        return self.shutdown_deadline - asyncio.get_running_loop().time()
+
+    def _start_shutdown(self) -> None:
+        self.stopping = True
+        self.shutdown_deadline = asyncio.get_running_loop().time() + self._grace
+        logger.info(
+            "stopping: receiving ends; in-flight work has until the shutdown deadline, "
+            "%.1f s from now",
+            self._grace,
+        )
+
+    async def _drain(self, receiving: Sequence[asyncio.Task[None]]) -> None:
+        """Let receive calls end and handlers finish; cancel and abandon past the budget."""
+        assert self.shutdown_deadline is not None
+        deadline = self.shutdown_deadline
+
+        async def drain() -> None:
+            await asyncio.gather(*receiving)
+            await asyncio.gather(*(p.wait_idle() for p in self.processors))
+
+        drained = asyncio.create_task(drain())
+        try:
+            async with asyncio.timeout_at(deadline - self._budget.abandon):
+                await asyncio.shield(drained)
+        except TimeoutError:
+            cancelled = sum(p.cancel_handlers() for p in self.processors)
+            logger.warning(
+                "shutdown deadline near: cancelled %d handler(s), abandoning their messages",
+                cancelled,
+            )
+            try:
+                async with asyncio.timeout_at(deadline - self._budget.close):
+                    await asyncio.gather(*(p.wait_idle() for p in self.processors))
+            except TimeoutError:
+                logger.error("messages still being settled at exit; their locks will expire")
+        finally:
+            drained.cancel()
+
+    async def _close(self) -> None:
+        """Close every receiver and sender at once, giving up at the deadline.
+
+        Closes get at least :data:`MIN_CLOSE_TIME`: when less is left, the deadline moves
+        (so a grace period under about a second may be overrun by up to that much).
+        """
+        assert self.shutdown_deadline is not None
+        if self.deadline_left() < MIN_CLOSE_TIME:
+            self.shutdown_deadline = asyncio.get_running_loop().time() + MIN_CLOSE_TIME
+        try:
+            async with asyncio.timeout_at(self.shutdown_deadline):
+                await asyncio.gather(*(p.close() for p in self.processors))
+        except TimeoutError:
+            logger.warning(
+                "receivers and senders still closing at the shutdown deadline: left to end "
+                "with the process"
+            )

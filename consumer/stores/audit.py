@@ -325,7 +325,7 @@ GROUP_MAX = 200
 """Most events appended in one transaction."""
 
 
-async def _lock_head(connection: AsyncConnection) -> Row[Any, Any]:
+async def _lock_head(connection: AsyncConnection) -> Row[Any]:
     """The chain head (``seq``, ``hash``), locked for this transaction on PostgreSQL."""
     return (
         await connection.execute(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -81,10 +82,25 @@ deliveries = Table(
     Column("delivered_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("last_error", Text),
+    Column("subject", String(200)),
+    Column("priority", String(8)),
+    Column("template", String(128)),
+    Column("claimed_by", String(128)),
+    Column("logged_at", DateTime(timezone=True)),
     Index("ix_deliveries_updated_at", "updated_at"),
+    Index(
+        "ix_deliveries_unlogged",
+        "event_id",
+        postgresql_where=text("status = 'delivered' AND logged_at IS NULL"),
+        sqlite_where=text("status = 'delivered' AND logged_at IS NULL"),
+    ),
 )
 """One row per notification event: the idempotency record and the delivery report.
 
-``status``: ``sending`` (claimed until ``claimed_until``), ``failed`` (transient failure,
-may be retried), ``delivered``, ``rejected`` (permanent failure).
+``status``: ``sending`` (claimed by ``claimed_by`` until ``claimed_until``), ``failed``
+(transient failure, may be retried), ``delivered``, ``rejected`` (permanent failure).
+``subject``, ``priority`` and ``template`` (null for a plain body) are what the delivery
+log reports; ``logged_at`` is set once the row's line is in the delivery log (null:
+delivered but not logged yet, caught up at start-up). Rows from before revision 0002 have
+null ``subject`` and ``priority``.
 """

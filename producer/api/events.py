@@ -21,7 +21,8 @@ def event_status(record: OutboxRecord, now: datetime | None = None) -> EventStat
     """The API view of an outbox row.
 
     A ``scheduled`` row whose scheduled enqueue time has passed is reported as
-    ``published`` (its message is on the queue), with ``published_at`` = that time.
+    ``published`` (its message is on the queue), with ``published_at`` = that time. A
+    cancelled or failed row has no ``scheduled_enqueue_time``: it will never be delivered.
     """
     now = now or datetime.now(UTC)
     state = record.status.value
@@ -43,7 +44,12 @@ def event_status(record: OutboxRecord, now: datetime | None = None) -> EventStat
         accepted_at=record.accepted_at,
         published_at=published_at,
         scheduled_at=scheduled_at,
-        scheduled_enqueue_time=record.deliver_at,
+        deliver_at=record.deliver_at,
+        scheduled_enqueue_time=(
+            None
+            if record.status in (OutboxStatus.CANCELLED, OutboxStatus.FAILED)
+            else record.deliver_at
+        ),
         cancelled_at=cancelled_at,
         sequence_number=record.sequence_number,
         attempts=record.attempts,
@@ -78,7 +84,8 @@ async def cancel_notification(
     publisher: PublisherDep, principal: PrincipalDep, event_id: str = EventId
 ) -> EventStatus:
     """Cancel a notification that is still in the outbox or scheduled for later
-    (``cancel_scheduled_messages``). 409 if it was already delivered to its queue;
+    (``cancel_scheduled_messages``). 409 once it is published: sent to its queue, or its
+    scheduled enqueue time has passed (a consumer may already have it), and when it failed;
     cancelling a cancelled notification answers 200 again."""
     record = await publisher.cancel(event_id, source=principal.source)
     return event_status(record)

@@ -1,14 +1,25 @@
 """Probes (no authentication): liveness and readiness."""
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from producer.api.deps import PublisherDep
 
 router = APIRouter(tags=["health"])
+
+
+class ReadinessReport(BaseModel):
+    """The answer of ``/readyz``, 200 or 503 alike."""
+
+    status: Literal["ready", "unready"]
+    checks: dict[str, dict[str, Any]] = Field(
+        description="Each check (database, servicebus, queues, outbox, lifecycle): "
+        '``{"ok": bool, ...details}``'
+    )
 
 
 @router.get("/healthz", summary="Liveness")
@@ -20,7 +31,13 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness",
-    responses={503: {"description": "Not ready; the body says which check failed"}},
+    response_model=ReadinessReport,
+    responses={
+        503: {
+            "description": "Not ready; the body says which check failed",
+            "model": ReadinessReport,
+        }
+    },
 )
 async def readyz(publisher: PublisherDep) -> JSONResponse:
     """200 when the outbox database answers, Service Bus sends are not failing (unless

@@ -37,7 +37,9 @@ IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
         max_length=255,
+        pattern=r"^[\x20-\x7E]+$",  # what valid_key checks, so the OpenAPI document says it
         description="Retrying with the same key and body returns the original event ids; "
         "the same key with a different body is 409",
     ),

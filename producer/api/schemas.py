@@ -56,7 +56,9 @@ class EventStatus(BaseModel):
     ``status``: ``accepted`` (in the outbox, not yet on Service Bus), ``published`` (on its
     queue; for a scheduled notification: its scheduled time has passed), ``scheduled``
     (on Service Bus, becomes visible at ``scheduled_enqueue_time``), ``cancelled``, or
-    ``failed`` (can never be sent; ``last_error`` says why).
+    ``failed`` (can never be sent; ``last_error`` says why). Only a notification that
+    will still be delivered, or was, has a ``scheduled_enqueue_time``; once cancelled it is
+    null and ``deliver_at`` keeps the time that was asked for.
     """
 
     id: str
@@ -68,13 +70,24 @@ class EventStatus(BaseModel):
     published_at: datetime | None = Field(
         None, description="When Service Bus accepted it (or its scheduled message became active)"
     )
-    scheduled_at: datetime | None = Field(None, description="When it was scheduled")
-    scheduled_enqueue_time: datetime | None = Field(
-        None, description="When a scheduled notification becomes visible on its queue"
+    scheduled_at: datetime | None = Field(
+        None, description="When it was scheduled on Service Bus (status scheduled only)"
     )
-    cancelled_at: datetime | None = None
+    deliver_at: datetime | None = Field(
+        None,
+        description="The notification's deliver_at as the caller sent it; kept after a "
+        "cancellation or a failure, when it will never be delivered",
+    )
+    scheduled_enqueue_time: datetime | None = Field(
+        None,
+        description="When the notification becomes (or became) visible on its queue; null "
+        "when it never will (cancelled, failed)",
+    )
+    cancelled_at: datetime | None = Field(None, description="When it was cancelled")
     sequence_number: int | None = Field(
-        None, description="Service Bus sequence number (known for scheduled messages)"
+        None,
+        description="Service Bus sequence number (known for scheduled messages; a cancelled "
+        "one keeps the number its scheduled message had)",
     )
     attempts: int = Field(description="Publish attempts so far")
     last_error: str | None = Field(None, description="Why the last attempt failed, if it did")

@@ -87,6 +87,15 @@ class PublishedMarks:
         self._waiting = marks
         self._ensure_flusher()
 
+    async def wait_flushed(self) -> None:
+        """Return once no marks are waiting or being written (shutdown).
+
+        Rows whose marks are never written are not lost: they stay ``accepted`` and are
+        sent again (duplicate detection drops the copy); waiting only spares that.
+        """
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher})
+
     def _ensure_flusher(self) -> None:
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(

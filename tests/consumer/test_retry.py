@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from consumer.errors import PermanentError, TransientError
 from consumer.retry import (
@@ -182,3 +183,17 @@ async def test_immediate_retries_report_each_retry_and_stop_when_told() -> None:
     with pytest.raises(TimeoutError):
         await call_with_immediate_retries(twice_down, no_retries, budget=10)
     assert len(calls) == 1
+
+
+def test_unknown_policy_keys_are_refused_naming_the_accepted_ones() -> None:
+    with pytest.raises(ValidationError) as raised:
+        RetryPolicy.model_validate({"initial_delay": 2, "delayed_attempts": 3})
+    message = str(raised.value)
+    assert "unknown retry policy key(s) initial_delay" in message
+    assert "accepted keys: immediate_attempts, immediate_initial_delay" in message
+
+
+def test_delayed_span_sums_the_capped_delays_without_jitter() -> None:
+    policy = RetryPolicy(delayed_attempts=4, delayed_initial_delay=10, delayed_max_delay=25)
+    assert policy.delayed_span() == timedelta(seconds=10 + 20 + 25 + 25)
+    assert RetryPolicy(delayed_attempts=0).delayed_span() == timedelta(0)

@@ -77,6 +77,7 @@ POISON = [
     (b"{not json", "application/json", "InvalidJson", "JSON"),
     (b"plain words", "text/plain", "UnsupportedContentType", "text/plain"),
     (b'{"type": "com.example.nope"}', "application/json", "UnknownEventType", "com.example.nope"),
+    (b'{"hello": 1}', "application/json", "SchemaValidationFailed", "type: Field required"),
     (
         json.dumps(
             {"type": AUDIT_EVENT_TYPE, "source": "/x", "data": {"outcome": "maybe"}}

@@ -85,7 +85,16 @@ def test_other_timezones_are_normalised_to_utc() -> None:
     ("body", "reason", "mentions"),
     [
         (b"\xff\xfe", DeadLetterReason.INVALID_JSON, "body"),
-        (b"[1, 2]", DeadLetterReason.INVALID_JSON, "body"),
+        (b"[1, 2]", DeadLetterReason.SCHEMA_VALIDATION_FAILED, "body: a CloudEvents JSON event"),
+        (b"null", DeadLetterReason.SCHEMA_VALIDATION_FAILED, "must be an object, not null"),
+        (b'"text"', DeadLetterReason.SCHEMA_VALIDATION_FAILED, "must be an object, not a string"),
+        (
+            b'{"hello": 1}',
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            "type: Field required; specversion: Field required; id: Field required",
+        ),
+        (b'{"type": 5}', DeadLetterReason.SCHEMA_VALIDATION_FAILED, "type: Input should be"),
+        (b'{"type": null}', DeadLetterReason.SCHEMA_VALIDATION_FAILED, "type: Input should be"),
         (b'{"type": "com.example.other"}', DeadLetterReason.UNKNOWN_EVENT_TYPE, "other"),
         (
             json.dumps({"type": AUDIT_EVENT_TYPE, "schemaversion": "2"}).encode(),

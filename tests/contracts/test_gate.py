@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from contracts.artefacts import RELEASED_DIR, release
+from contracts.artefacts import ACKNOWLEDGED_FILE, RELEASED_DIR, gate, release
 from contracts.cli import app
 from contracts.compat import compare_schemas, find_breaking_changes
 from contracts.registry import specs
@@ -78,6 +78,14 @@ def _change_constant(schema: dict[str, Any]) -> None:
     schema["properties"]["schemaversion"]["const"] = "2"
 
 
+def _add_all_of(schema: dict[str, Any]) -> None:
+    # A rule between fields (here: a reason whenever access was denied) that the gate
+    # cannot weigh, so it must not pass unseen.
+    _defs(schema, "AuditEvent")["allOf"] = [
+        {"if": {"properties": {"outcome": {"const": "denied"}}}, "then": {"required": ["reason"]}}
+    ]
+
+
 @pytest.mark.parametrize(
     ("mutate", "expected"),
     [
@@ -96,6 +104,7 @@ def _change_constant(schema: dict[str, Any]) -> None:
             ],
         ),
         (_change_constant, [("schemaversion", "constant changed from '1' to '2'")]),
+        (_add_all_of, [("data", "allOf added (not analysed: may refuse messages valid before)")]),
         (_add_optional_field, []),
         (_add_enum_value, []),
         (_widen_length, []),
@@ -110,11 +119,8 @@ def test_schema_changes_are_classified(mutate: Mutation, expected: list[tuple[st
 
 
 def test_current_schemas_are_compatible_with_the_committed_release() -> None:
-    released = {
-        path: json.loads((ROOT / RELEASED_DIR / path).read_text(encoding="utf-8"))
-        for path in all_schemas()
-    }
-    assert find_breaking_changes(released, all_schemas()) == []
+    # Compatible, or a finding acknowledged as a correction with its reason.
+    assert gate(ROOT).problems == []
 
 
 def test_dropping_a_released_version_is_breaking() -> None:
@@ -205,3 +211,88 @@ def test_gate_reports_unreadable_snapshots_as_one_line(tmp_path: Path) -> None:
     assert result.stderr.startswith("error: ")
     assert "not valid JSON" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def _acknowledge(root: Path, *lines: str) -> None:
+    document = {"acknowledged": [{"reason": "states what v1 already enforced", "problems": lines}]}
+    (root / ACKNOWLEDGED_FILE).write_text(json.dumps(document), encoding="utf-8")
+
+
+def test_an_acknowledged_correction_passes_the_gate_and_is_counted(tmp_path: Path) -> None:
+    _write_tree(tmp_path / RELEASED_DIR)
+    current = tmp_path / "current"
+    _write_tree(current, _narrow_length)
+    _acknowledge(
+        tmp_path,
+        "io.servicebus-events.audit.recorded v1: data.action: maxLength changed from 100 to 50",
+    )
+
+    result = CliRunner().invoke(app, ["gate", "--root", str(tmp_path), "--current", str(current)])
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "1 acknowledged correction(s), see schemas/released/acknowledged.json",
+        "no breaking changes against schemas/released/",
+    ]
+
+
+def test_an_acknowledgement_covers_only_its_own_finding(tmp_path: Path) -> None:
+    _write_tree(tmp_path / RELEASED_DIR)
+    current = tmp_path / "current"
+    _write_tree(current, _remove_field_and_enum_value)
+    _acknowledge(
+        tmp_path, "io.servicebus-events.audit.recorded v1: data.actor.display_name: field removed"
+    )
+
+    result = CliRunner().invoke(app, ["gate", "--root", str(tmp_path), "--current", str(current)])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "io.servicebus-events.audit.recorded v1: data.outcome: enumeration value(s) removed: "
+        "'denied'"
+    )
+
+
+def test_a_stale_acknowledgement_fails_the_gate(tmp_path: Path) -> None:
+    _write_tree(tmp_path / RELEASED_DIR)
+    current = tmp_path / "current"
+    _write_tree(current)
+    stale = "io.servicebus-events.audit.recorded v1: data.action: maxLength changed from 100 to 50"
+    _acknowledge(tmp_path, stale)
+
+    result = CliRunner().invoke(app, ["gate", "--root", str(tmp_path), "--current", str(current)])
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        f"schemas/released/acknowledged.json: (message): acknowledged change no longer found, "
+        f"remove it: {stale}"
+    )
+
+
+@pytest.mark.parametrize(
+    "text", ["[]", '{"acknowledged": [{"problems": ["x"]}]}', '{"acknowledged": [{"reason": "r"}]}']
+)
+def test_a_malformed_acknowledgements_file_is_one_line(tmp_path: Path, text: str) -> None:
+    _write_tree(tmp_path / RELEASED_DIR)
+    (tmp_path / ACKNOWLEDGED_FILE).write_text(text, encoding="utf-8")
+
+    result = CliRunner().invoke(app, ["gate", "--root", str(tmp_path)])
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: schemas/released/acknowledged.json: ")
+    assert result.stderr.count("\n") == 1
+
+
+def test_release_takes_the_acknowledged_corrections_into_the_snapshots(tmp_path: Path) -> None:
+    _write_tree(tmp_path / RELEASED_DIR, _widen_length)  # so the current schemas narrow it
+    _acknowledge(
+        tmp_path,
+        "io.servicebus-events.audit.recorded v1: data.action: maxLength changed from 200 to 100",
+    )
+
+    result = CliRunner().invoke(app, ["release", "--root", str(tmp_path)])
+
+    assert result.exit_code == 0, result.stderr
+    assert not (tmp_path / ACKNOWLEDGED_FILE).exists()
+    after = gate(tmp_path)
+    assert (after.problems, after.acknowledged) == ([], [])

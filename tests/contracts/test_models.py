@@ -59,7 +59,7 @@ def test_audit_event_carries_tenant_reason_and_changes() -> None:
     [
         ({"outcome": "maybe"}, "'success', 'failure' or 'denied'"),
         ({"action": "login"}, "String should match pattern"),
-        ({"actor": {"id": "has space"}}, "String should match pattern"),
+        ({"actor": {"id": "has space"}}, "must not contain whitespace"),
         ({"actor": {"id": "u", "type": "robot"}}, "'user', 'service' or 'system'"),
         ({"source_ip": "999.1.1.1"}, "source_ip"),
         ({"reason": ""}, "at least 1 character"),
@@ -127,7 +127,7 @@ def test_a_past_deliver_at_is_accepted_when_read_back_from_a_queue() -> None:
         ({"idempotency_key": "has space"}, "idempotency_key"),
         ({"idempotency_key": "ключ"}, "idempotency_key"),
         ({"priority": "urgent"}, "'low', 'normal' or 'high'"),
-        ({"subject": "  "}, "at least 1 character"),
+        ({"subject": "  "}, "must not be empty or only whitespace"),
         (
             {"parameters": {str(i): i for i in range(101)}, "template": "t", "body": None},
             "at most 100",
@@ -220,14 +220,26 @@ def test_registry_is_keyed_by_type_and_version() -> None:
             DeadLetterReason.UNKNOWN_EVENT_TYPE,
             "unknown event type 'com.example.x'",
         ),
-        (["not", "hashable"], "1", DeadLetterReason.UNKNOWN_EVENT_TYPE, "unknown event type"),
+        (
+            ["not", "hashable"],
+            "1",
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            'type: must be a string, not ["not", "hashable"]',
+        ),
+        (None, "1", DeadLetterReason.SCHEMA_VALIDATION_FAILED, "type: must be a string, not null"),
         (
             AUDIT_EVENT_TYPE,
             "2",
             DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION,
             "'2' of io.servicebus-events.audit.recorded is not supported (supported: 1)",
         ),
-        (AUDIT_EVENT_TYPE, 1, DeadLetterReason.UNSUPPORTED_SCHEMA_VERSION, "schemaversion 1 of"),
+        (
+            AUDIT_EVENT_TYPE,
+            1,
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            "schemaversion: must be a string, not 1",
+        ),
+        ("com.example.x", 1, DeadLetterReason.UNKNOWN_EVENT_TYPE, "'com.example.x'"),
     ],
 )
 def test_lookup_failures_are_dead_letter_reasons(

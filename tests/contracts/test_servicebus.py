@@ -180,6 +180,18 @@ def test_no_message_over_the_limit_is_returned_even_unmeasured(max_size: int, fi
             DeadLetterReason.SCHEMA_VALIDATION_FAILED,
             "id: Field required",
         ),
+        (
+            "application/json",
+            {"cloudEvents:id": "e-1", "cloudEvents:source": "/x"},
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            "type: Field required; specversion: Field required",
+        ),
+        (
+            "application/json",
+            {"cloudEvents:type": 7, "cloudEvents:source": "/x"},
+            DeadLetterReason.SCHEMA_VALIDATION_FAILED,
+            "type: Input should be a valid string",
+        ),
     ],
 )
 def test_unreadable_messages_raise_contract_violation(

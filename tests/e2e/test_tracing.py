@@ -1,9 +1,11 @@
-"""One trace from HTTP request through the outbox and Service Bus to the handler."""
+"""One trace from HTTP request through the outbox and Service Bus to the handler, with the
+store spans the README's Observability table promises."""
 
 import asyncio
 from pathlib import Path
 
 import httpx
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind
 
 from consumer.runner import run_consumer
@@ -12,7 +14,7 @@ from emulator.testing import run_emulator
 from producer import ProducerSettings, create_app
 from producer.apikeys import new_api_key
 from tests.conftest import queues_config
-from tests.telemetry_support import azure_sdk_tracing, in_memory_telemetry
+from tests.telemetry_support import azure_sdk_tracing, in_memory_telemetry, library_instrumentation
 
 AUDIT = {
     "actor": {"id": "u-7", "display_name": "Barbara Liskov"},
@@ -26,7 +28,7 @@ AUDIT = {
 async def test_http_outbox_publish_and_process_spans_form_one_trace(tmp_path: Path) -> None:
     collected = in_memory_telemetry()
     key, entry = new_api_key("tracing")
-    with azure_sdk_tracing(), run_emulator(queues_config()) as emulator:
+    with azure_sdk_tracing(), library_instrumentation(), run_emulator(queues_config()) as emulator:
         producer_settings = ProducerSettings(
             servicebus_connection_string=emulator.connection_string,
             database_url=f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}",
@@ -94,3 +96,31 @@ async def test_http_outbox_publish_and_process_spans_form_one_trace(tmp_path: Pa
     assert linked[0].kind is SpanKind.CLIENT
     assert (linked[0].attributes or {}).get("messaging.system") == "servicebus"
     assert (process.attributes or {}).get("messaging.servicebus.disposition_status") == "complete"
+
+    # Store spans (SQLAlchemy instrumentation, as configure_telemetry installs it): the
+    # outbox write under the HTTP request, the audit append under the delivery's process span.
+    by_id = {s.context.span_id: s for s in spans if s.context.trace_id == trace_id}
+
+    def under(span: ReadableSpan, ancestor: ReadableSpan) -> bool:
+        parent = span.parent
+        while parent is not None:
+            if parent.span_id == ancestor.context.span_id:
+                return True
+            parent = by_id[parent.span_id].parent if parent.span_id in by_id else None
+        return False
+
+    def statements(ancestor: ReadableSpan) -> list[str]:
+        return [
+            str((s.attributes or {}).get("db.statement"))
+            for s in by_id.values()
+            if s.kind is SpanKind.CLIENT
+            and (s.attributes or {}).get("db.system") == "sqlite"
+            and under(s, ancestor)
+        ]
+
+    assert any(sql.startswith("INSERT INTO producer_outbox") for sql in statements(server)), (
+        statements(server)
+    )
+    assert any(sql.startswith("INSERT INTO audit_events") for sql in statements(process)), (
+        statements(process)
+    )

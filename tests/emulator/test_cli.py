@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -110,8 +111,10 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode == 2
-    assert "cannot read" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"servicebus-emulator: error: --config {tmp_path / 'nope.json'}: cannot read: "
+        "No such file or directory"
+    ]
 
 
 def test_project_config_loads() -> None:
@@ -138,5 +141,37 @@ def test_unusable_data_dir_is_one_readable_line_and_exit_code_1(
     )
     assert result.returncode == 1
     assert result.stdout == ""
-    assert "data directory" in result.stderr
+    assert result.stderr.startswith(f"servicebus-emulator: error: --data-dir {not_a_directory}: ")
+    assert "Errno" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_bad_argument_is_one_line_without_the_usage_block() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "emulator", "--config", "x.json", "--port", "many"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "servicebus-emulator: error: argument --port: invalid int value: 'many' (see --help)"
+    ]
+
+
+def test_a_port_in_use_names_the_address_without_an_errno(config_file: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "emulator", "--config", str(config_file), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (
+        f"servicebus-emulator: error: cannot listen on 127.0.0.1:{port} (--host, --port): "
+        "Address already in use"
+    )

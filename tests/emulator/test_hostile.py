@@ -6,8 +6,11 @@ normal SDK client still sends and receives.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import struct
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -161,3 +164,92 @@ async def test_oversized_messages_are_refused_by_the_server(guarded: EmulatorHan
     finally:
         client.close()
     await _still_serves(guarded)
+
+
+# --- what the emulator logs: a client shutting down is routine, a broken one is not ------
+
+
+def _server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "emulator.server" and r.levelno >= level]
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, level: int, within: float = 10.0) -> str:
+    """The first emulator.server message at ``level`` or above, waiting for the reactor."""
+    deadline = time.monotonic() + within
+    while not _server_records(caplog, level):
+        assert time.monotonic() < deadline, "nothing logged in time"
+        await asyncio.sleep(0.05)
+    return _server_records(caplog, level)[0].getMessage()
+
+
+async def test_an_sdk_client_closing_is_not_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="emulator.server")
+    with run_emulator(queue_config("q")) as emulator:
+        async with ServiceBusClient.from_connection_string(emulator.connection_string) as sb:
+            async with sb.get_queue_sender("q") as sender:
+                await sender.send_messages(ServiceBusMessage("routine"))
+            async with sb.get_queue_receiver("q") as receiver:
+                # Peeking opens the receiver's management links: on close the SDK detaches
+                # one after ending their session, which the AMQP engine reports as an error.
+                assert len(await receiver.peek_messages(1)) == 1
+                [message] = await receive_n(receiver, 1)
+                await receiver.complete_message(message)
+        handler = emulator.emulator.handler
+        assert handler is not None
+        deadline = time.monotonic() + 10
+        while handler._connections:  # the emulator has seen every connection go
+            assert time.monotonic() < deadline, "the emulator kept a closed connection"
+            await asyncio.sleep(0.05)
+
+    noisy = [r.getMessage() for r in _server_records(caplog, logging.INFO)]
+    assert noisy == ["stopping: closing 0 connection(s)"]
+
+
+async def test_a_client_that_vanishes_without_closing_is_noted_not_warned(
+    guarded: EmulatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="emulator.server")
+    client = RawClient(guarded.port)
+    client.open()
+    client.close()  # the socket goes, no AMQP close: a killed process looks like this
+
+    assert await _logged(caplog, logging.INFO) == (
+        "client dropped its connection without an AMQP close"
+    )
+    assert _server_records(caplog, logging.WARNING) == []
+
+
+@pytest.mark.parametrize(
+    ("garbage", "condition"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "amqp:connection:framing-error"),
+        (_SASL_HEADER + b"\xff" * 100, "amqp:connection:framing-error"),
+    ],
+)
+async def test_a_broken_client_is_still_warned_about(
+    guarded: EmulatorHandle, caplog: pytest.LogCaptureFixture, garbage: bytes, condition: str
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="emulator.server")
+    with _connect(guarded) as sock:
+        sock.sendall(garbage)
+        assert socket_closed_by_peer(sock, within=5)
+
+    assert (await _logged(caplog, logging.WARNING)).startswith(f"connection error: {condition}")
+
+
+async def test_a_protocol_violation_is_warned_about(
+    guarded: EmulatorHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="emulator.server")
+    client = RawClient(guarded.port)
+    try:
+        client.open()
+        transfer = b"\x00\x53\x14\xc0\x08\x03\x52\x05\x52\x00\xa0\x01x" + b"payload"
+        client.sock.sendall(struct.pack(">IBBH", 8 + len(transfer), 2, 0, 0) + transfer)
+        assert socket_closed_by_peer(client.sock, within=5)
+    finally:
+        client.close()
+
+    assert (await _logged(caplog, logging.WARNING)).startswith("connection error: amqp:")

@@ -1,6 +1,8 @@
-"""``python -m producer``: migrate, new-api-key, and a graceful SIGTERM as a real process."""
+"""``python -m producer``: migrate, new-api-key, and a graceful SIGTERM as a real process
+(its shutdown deadline, and every log line in the configured format)."""
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,14 @@ from sqlalchemy import inspect
 from producer.apikeys import hash_api_key
 from producer.outbox.database import create_outbox_engine, pending_migrations
 from tests.conftest import AUDIT_QUEUE
-from tests.producer.conftest import AUDIT, Caller, receive, unreachable_connection_string
+from tests.producer.conftest import (
+    AUDIT,
+    NOTIFICATION,
+    Caller,
+    receive,
+    unreachable_connection_string,
+    wait_until,
+)
 from tools.processes import ROOT, ManagedProcess, free_port
 
 
@@ -70,7 +79,8 @@ def test_bad_settings_exit_2_with_one_line() -> None:
     )
 
     assert result.returncode == 2
-    assert "PRODUCER_API_KEYS" in result.stderr or "api_keys" in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("producer: invalid settings: PRODUCER_API_KEYS: each API key entry")
 
 
 @pytest.mark.e2e
@@ -117,3 +127,49 @@ def test_sigterm_leaves_unpublished_events_in_the_outbox(
     finally:
         assert up.stop() == 0
     assert sorted(str(m.message_id) for m in messages) == sorted(ids)
+
+
+@pytest.mark.e2e
+def test_sigterm_shutdown_logs_json_lines_and_finishes_before_its_deadline(
+    tmp_path: Path, connection_string: str, caller: Caller
+) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    producer = ManagedProcess(
+        "producer-json",
+        "producer",
+        env={
+            "PRODUCER_SERVICEBUS_CONNECTION_STRING": connection_string,
+            "PRODUCER_PORT": str(port),
+            "PRODUCER_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'outbox.db'}",
+            "PRODUCER_API_KEYS": str(caller.entry),
+            "PRODUCER_LOG_FORMAT": "json",
+            "PRODUCER_SHUTDOWN_GRACE": "3",
+        },
+        log_dir=tmp_path,
+    )
+    try:
+        producer.wait_http_ok(f"{base_url}/healthz")
+        ids = [
+            httpx.post(f"{base_url}{path}", json=body, headers=caller.headers).json()["id"]
+            for path, body in (("/v1/audit-events", AUDIT), ("/v1/notifications", NOTIFICATION))
+        ]
+        assert wait_until(
+            lambda: all(
+                httpx.get(f"{base_url}/v1/events/{i}", headers=caller.headers).json()["status"]
+                == "published"
+                for i in ids
+            )
+        )
+    finally:
+        code = producer.stop(timeout=30)
+
+    assert code == 0
+    lines = producer.log_path.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]  # every line, uvicorn's included
+    assert all({"time", "level", "logger", "trace_id"} <= record.keys() for record in records)
+    messages = {record["message"]: record for record in records}
+    assert any(m.startswith("Started server process") for m in messages), lines
+    assert any(m.startswith("Finished server process") for m in messages), lines
+    [finished] = [m for m in messages if m.startswith("shutdown finished")]
+    assert "before its deadline (PRODUCER_SHUTDOWN_GRACE=3 s)" in finished

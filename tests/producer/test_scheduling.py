@@ -55,6 +55,11 @@ def test_a_scheduled_notification_can_be_cancelled(
     assert cancelled.status_code == again.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
     assert cancelled.json()["cancelled_at"] is not None
+    after = status_of(client, caller, event_id)
+    # Nothing will be delivered: no enqueue time is shown as pending; the request keeps it.
+    assert after["scheduled_enqueue_time"] is None
+    assert after["scheduled_at"] is None
+    assert datetime.fromisoformat(after["deliver_at"]) == datetime.fromisoformat(deliver_at)
     assert peek_all(connection_string, NOTIFICATIONS_QUEUE) == []
     assert client.get("/v1/stats", headers=caller.headers).json()["cancelled"] == 1
 
@@ -80,6 +85,7 @@ def test_a_delivered_notification_cannot_be_cancelled(
         assert response.status_code == 409
         assert response.json()["type"] == "/problems/not-cancellable"
         assert response.json()["event_status"] == "published"
+        assert "published" in response.json()["detail"]
     assert status_of(client, caller, soon)["sequence_number"] is not None
 
 
