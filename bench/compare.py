@@ -50,6 +50,20 @@ def _headlines(doc: Doc) -> list[tuple[str, float, int]]:
     for c, variant in consume.get("io", {}).items():
         rows.append((f"consume I/O c={c}: msg/s", _median(variant, "rate"), 0))
     e2e = scenarios.get("e2e", {})
+    for name, system in e2e.get("systems", {}).items():
+        rows.append(
+            (f"e2e {name}: highest sustained events/s", system["highest_sustained_rate"], 0)
+        )
+        for fraction, result in system.get("fractions", {}).items():
+            label = f"e2e {name} at {float(fraction) * 100:.0f} %"
+            rows.append((f"{label}: p50 ms", _median(result, "p50_ms"), 0))
+            rows.append((f"{label}: p99 ms", _median(result, "p99_ms"), 0))
+        if "max_ms" in system.get("target_rate", {}):
+            rate = system["target_rate"]["rate"]
+            rows.append(
+                (f"e2e {name} at {rate}/s: max ms", system["target_rate"]["max_ms"]["max"], 0)
+            )
+    # Results written before the systems were compared side by side.
     for rate, result in e2e.get("rates", {}).items():
         rows.append((f"e2e {rate}/s: handled/s", _median(result, "processed_rate"), 0))
         rows.append((f"e2e {rate}/s: p50 ms", _median(result, "p50_ms"), 0))
@@ -79,6 +93,9 @@ def compare(before: Doc, after: Doc) -> str:
     ]
     earlier = {t["name"]: t for t in before.get("targets", [])}
     for t in after.get("targets", []):
+        if t.get("pending"):
+            lines.append(f"| {t['name']} | {DASH} | {DASH} | {t['goal_text']} | {t['detail']} |")
+            continue
         old = earlier.get(t["name"])
         goal = _target_value({**t, "value": t["target"]})
         lines.append(

@@ -16,8 +16,12 @@ DASH = "\u2013"
 TIMES = "\u00d7"
 COLORS = {
     "outbox-sqlite": "#1f77b4",
+    "outbox-sqlite-otel": "#2ca02c",
     "outbox-postgres": "#17becf",
     "bare": "#7f7f7f",
+    "direct": "#9467bd",
+    "celery": "#8c564b",
+    "arq": "#e377c2",
     "tutorial": "#d62728",
     "relay-sqlite": "#1f77b4",
     "relay-postgres": "#17becf",
@@ -25,6 +29,9 @@ COLORS = {
     "raw-loop": "#7f7f7f",
     "consumer-noop": "#1f77b4",
     "consumer-noop-wide": "#17becf",
+    "consumer-noop-otel": "#2ca02c",
+    "ours": "#1f77b4",
+    "ours-otel": "#2ca02c",
 }
 
 
@@ -166,7 +173,11 @@ def plot_consume(result: Doc, path: Path, stamp: str) -> None:
     left.set_title("No-op handler vs raw SDK loop")
     levels = sorted(int(c) for c in result["io"])
     io = [result["io"][str(c)] for c in levels]
-    best_noop = max(v["rate"]["median"] for n, v in variants.items() if n != "raw-loop")
+    best_noop = max(
+        v["rate"]["median"]
+        for n, v in variants.items()
+        if n != "raw-loop" and not n.endswith("-otel")
+    )
     ideal = [min(c / result["settings"]["handler_seconds"], best_noop) for c in levels]
     right.plot(levels, ideal, "--", color="#7f7f7f", label="ideal: c / 20 ms, capped by no-op rate")
     right.errorbar(
@@ -197,42 +208,43 @@ def plot_consume(result: Doc, path: Path, stamp: str) -> None:
 
 
 def plot_e2e(result: Doc, path: Path, stamp: str) -> None:
-    rates = sorted(result["rates"].values(), key=lambda r: r["offered_rate"])
-    xs = [r["offered_rate"] for r in rates]
+    if "systems" not in result:  # a results.json from before the systems side by side
+        return
+    systems = result["systems"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
-        left.plot(xs, [r[key]["median"] for r in rates], style, label=key.split("_")[0])
-    left.axhline(100, color="#d62728", linestyle=":", label="target p99 at 300/s: 100 ms")
-    left.set_xscale("log")
-    left.set_yscale("log")
-    left.set_xlabel("offered events/s")
-    left.set_ylabel("accepted -> handled, ms (log)")
-    left.set_title("End-to-end latency")
-    left.legend(fontsize=8)
-    right.plot(xs, xs, "--", color="#7f7f7f", label="offered")
-    right.errorbar(
-        xs,
-        [r["processed_rate"]["median"] for r in rates],
-        yerr=list(zip(*[_err(r["processed_rate"]) for r in rates], strict=True)),
-        marker="o",
-        capsize=4,
-        label="handled by the consumer",
-    )
-    for r in rates:
-        right.annotate(
-            "ok" if r["sustained"] else "backlog",
-            (r["offered_rate"], r["processed_rate"]["median"]),
-            textcoords="offset points",
-            xytext=(0, -14),
-            ha="center",
-            fontsize=8,
+    for name, system in systems.items():
+        fractions = sorted(system["fractions"], key=float)
+        if not fractions:
+            continue
+        xs = [float(f) * 100 for f in fractions]
+        left.plot(
+            xs,
+            [system["fractions"][f]["p99_ms"]["median"] for f in fractions],
+            "o-",
+            color=COLORS.get(name),
+            label=f"{name} p99",
         )
-    right.set_xscale("log")
-    right.set_yscale("log")
-    right.set_xlabel("offered events/s")
-    right.set_ylabel("events/s during the window")
-    right.set_title("Throughput: handled vs offered")
-    right.legend(fontsize=8)
+        left.plot(
+            xs,
+            [system["fractions"][f]["p50_ms"]["median"] for f in fractions],
+            "o:",
+            color=COLORS.get(name),
+            label=f"{name} p50",
+        )
+    left.axhline(50, color="#d62728", linestyle=":", label="target p99 at 50 %: 50 ms")
+    left.set_yscale("log")
+    left.set_xlim(0, 100)
+    left.set_xlabel("% of the system's own highest sustained rate")
+    left.set_ylabel("accepted -> handled, ms (log)")
+    left.set_title("End-to-end latency at fractions of capacity")
+    left.legend(fontsize=7, ncols=2)
+    names = list(systems)
+    highest = [systems[n]["highest_sustained_rate"] for n in names]
+    right.bar(names, highest, color=[COLORS.get(n, "#7f7f7f") for n in names])
+    for index, value in enumerate(highest):
+        right.annotate(_num(value), (index, value), ha="center", va="bottom", fontsize=8)
+    right.set_ylabel("events/s")
+    right.set_title("Highest sustained rate (open loop)")
     _save(fig, path, stamp)
 
 
@@ -290,6 +302,9 @@ def _machine(doc: Doc) -> str:
 def _targets(doc: Doc) -> str:
     rows = []
     for t in doc["targets"]:
+        if t.get("pending"):
+            rows.append([t["name"], DASH, t["goal_text"], DASH, t["detail"]])
+            continue
         unit = t["unit"]
         if unit == "x":
             value, goal = _ratio(t["value"]), f"{t['comparison']} {t['target']:g}{TIMES}"
@@ -302,6 +317,28 @@ def _targets(doc: Doc) -> str:
             value, goal = f"{_num(t['value'])} {unit}", f"{t['comparison']} {t['target']:g} {unit}"
         rows.append([t["name"], value, goal, "✅" if t["met"] else "❌", t["detail"]])
     return _table(["target", "measured", "goal", "met", "note"], rows)
+
+
+def _accept_ratios(r: Doc) -> str:
+    """Producer variants (rows) over every baseline (columns), per concurrency level:
+    ``median ratio (per-repeat ratios)``."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    columns: list[str] = []
+    for name, v in r["ratios"].items():
+        pair, _, level = name.rpartition(" c=")
+        mine, _, other = pair.partition("/")
+        if other not in columns:
+            columns.append(other)
+        paired = ", ".join(_ratio(p) for p in v["paired"])
+        cell = _ratio(v["value"]) + (f" ({paired})" if len(v["paired"]) > 1 else "")
+        cells.setdefault((mine, level), {})[other] = cell
+    rows = [
+        [f"{mine}, c={level}", *(row.get(c, "") for c in columns)]
+        for (mine, level), row in cells.items()
+    ]
+    return _table(
+        ["ratio of requests/s (same run; per repeat)", *(f"/ {c}" for c in columns)], rows
+    )
 
 
 def _accept(r: Doc) -> str:
@@ -318,6 +355,7 @@ def _accept(r: Doc) -> str:
                     _num(s["p99_ms"]["median"], 1),
                     _spread(s.get("publish_rate")),
                     _spread(s.get("commit_group_mean"), 1),
+                    _num(s.get("server_cpu_ms_per_request", {}).get("median", math.nan), 2),
                     _cpu(s["cpu_percent"]),
                 ]
             )
@@ -331,17 +369,25 @@ def _accept(r: Doc) -> str:
             "p99 ms",
             "on the queue/s during load",
             "events per commit group",
+            "server CPU ms per request",
             "CPU % of one core",
         ],
         rows,
     )
-    ratios = _table(
-        ["ratio (same run)", "value", "per repeat"],
-        [
-            [name, _ratio(v["value"]), ", ".join(_ratio(p) for p in v["paired"])]
-            for name, v in r["ratios"].items()
-        ],
-    )
+    ratios = _accept_ratios(r)
+    exported = [
+        f"{variant['label']}, c={c}: "
+        + ", ".join(f"{signal} {n}" for signal, n in run["otlp_requests"].items())
+        for variant in r["variants"].values()
+        for c, s in variant["by_concurrency"].items()
+        for run in s["runs"][-1:]
+        if "otlp_requests" in run
+    ]
+    if exported:
+        table += (
+            "\n\nOTLP export requests the sink had received by the end of the last repeat "
+            "(since the producer started): " + "; ".join(exported) + "."
+        )
     ceiling = ", ".join(
         f"{_num(v['rate'])} req/s at concurrency {c} (its CPU {v['loadgen_cpu_percent']:.0f} %)"
         for c, v in r["loadgen_ceiling"].items()
@@ -418,41 +464,65 @@ def _percent(summary: Doc) -> Doc:
     return {k: (x * 100 if isinstance(x, float) else x) for k, x in summary.items()}
 
 
+def _e2e_row(label: str, v: Doc) -> list[str]:
+    return [
+        label,
+        _spread(v["offered_rate"]),
+        _spread(v["http_rate"]),
+        _spread(v["processed_rate"]),
+        _spread(v["p50_ms"]),
+        _spread(v["p95_ms"]),
+        _spread(v["p99_ms"]),
+        _spread(v["max_ms"]),
+        v["sustained_runs"],
+    ]
+
+
 def _e2e(r: Doc) -> str:
-    rows = []
-    for key, v in r["rates"].items():
-        rows.append(
-            [
-                key,
-                _spread(v["http_rate"]),
-                _spread(v["processed_rate"]),
-                _spread(v["p50_ms"]),
-                _spread(v["p95_ms"]),
-                _spread(v["p99_ms"]),
-                _spread(v["backlog_at_end"]),
-                f"{'yes' if v['sustained'] else 'no'} ({v['sustained_runs']})",
-            ]
-        )
-    table = _table(
-        [
-            "offered/s",
-            "accepted/s",
-            "handled/s",
-            "p50 ms",
-            "p95 ms",
-            "p99 ms",
-            "backlog at end",
-            "sustained",
-        ],
-        rows,
-    )
-    high = r["lowest_failing_rate"]
+    if "systems" not in r:
+        return "Results in an older format; re-run `python -m bench --only e2e`.\n"
     s = r["settings"]
+    capacity = _table(
+        ["system", "highest sustained events/s", "lowest failing", "loads tried (events/s)"],
+        [
+            [
+                v["label"],
+                _num(v["highest_sustained_rate"]),
+                _num(v["lowest_failing_rate"]) if v["lowest_failing_rate"] else DASH,
+                ", ".join(
+                    f"{p['offered_rate']:.0f}{'' if p['sustained'] else ' ✗'}" for p in v["search"]
+                ),
+            ]
+            for v in r["systems"].values()
+        ],
+    )
+    rows = []
+    for name, v in r["systems"].items():
+        for fraction, f in sorted(v["fractions"].items(), key=lambda kv: float(kv[0])):
+            rows.append(_e2e_row(f"{name} at {float(fraction) * 100:.0f} %", f))
+        if "runs" in v.get("target_rate", {}):
+            rows.append(_e2e_row(f"{name} at {v['target_rate']['rate']}/s", v["target_rate"]))
+    header = ["system, load", "offered/s", "accepted/s", "handled/s", "p50 ms", "p95 ms"]
+    header += ["p99 ms", "max ms", "sustained"]
+    latency = _table(header, rows)
+    ratios = _table(
+        ["ratio (same run)", "value"],
+        [[name, _ratio(v["value"])] for name, v in r["ratios"].items()],
+    )
+    cpu_rows = []
+    for name, v in r["systems"].items():
+        half = v["fractions"].get("0.5")
+        if half:
+            first = half["runs"][0]
+            cpu_rows.append([name, _num(first["offered_rate"]), _cpu(first["cpu_percent"])])
+    cpu = _table(["system at 50 %", "events/s", "CPU % of one core"], cpu_rows)
     return (
-        f"Open loop, {s['seconds']:g} s per run after {s['warmup']:g} s warm-up.\n\n{table}\n\n"
-        f"**Highest sustained rate tested: {_num(r['highest_sustained_rate'])} events/s**"
-        + (f" (lowest failing: {_num(high)} events/s)" if high else "")
-        + ".\n\n![end to end](e2e.png)\n"
+        f"Open loop, {s['seconds']:g} s measured per load after {s['warmup']:g} s of load; "
+        f"search from {s['start_rate']} events/s (x{s['growth']:g} while sustained, then "
+        f"{s['search_steps']} bisections); fractions of each system's own highest sustained "
+        f"rate, {s['repeats']} session(s) for ours, 1 for the baselines; "
+        f"{s['target_runs']} loads at {s['target_rate']} events/s with shipped telemetry.\n\n"
+        f"{capacity}\n\n{latency}\n\n{ratios}\n\n{cpu}\n\n![end to end](e2e.png)\n"
     )
 
 
@@ -488,9 +558,27 @@ METHOD = """\
   in-memory queues), `python -m producer`, `python -m consumer`, the baselines
   (`python -m bench.apps bare|tutorial`), the raw SDK clients (`python -m bench.sbtools`),
   the consumer runtime with benchmark handlers (`python -m bench.worker`) and the load
-  generator (`python -m bench.loadgen`). Producer and consumer run with telemetry export
-  off (`*_TELEMETRY_EXPORTER=none`) and `WARNING` logs. PostgreSQL is the machine's server;
-  each PostgreSQL run gets a fresh database, dropped afterwards.
+  generator (`python -m bench.loadgen`). PostgreSQL is the machine's server; each
+  PostgreSQL run gets a fresh database, dropped afterwards. Redis is the machine's server
+  (`BENCH_REDIS_URL`, database 15); each Celery or ARQ run gets its own queue, deleted
+  afterwards.
+* **Telemetry.** Variants named *telemetry off* run with `*_TELEMETRY_EXPORTER=none` and
+  `WARNING` logs. Variants named *shipped telemetry* (`-otel`) run as a deployment does:
+  `*_ENVIRONMENT=production`, exporter `auto`, the default sampler and log level, and
+  `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at `python -m bench.otlp_sink`, a loopback OTLP/HTTP
+  receiver that answers every export `200` without decoding it (its CPU is in the tables
+  as `otlp-sink`; a real collector would run elsewhere).
+* **Baselines.** *Direct send*: a long-lived `ServiceBusClient`, one awaited
+  `send_messages` per request before the `202`, no outbox (an accepted event is lost if
+  the send fails or the process dies). Senders are pooled (a request borrows an open
+  sender; 32 are opened at start-up, more if more are in flight): concurrent first sends on one
+  unopened aio sender fail (`'NoneType' object has no attribute 'create_sender_link'`),
+  and one sender behind a lock was slower. *Celery*: `task.delay()` in the endpoint, Redis
+  broker, the worker at Celery's defaults (prefork, one child per core). *ARQ*:
+  `enqueue_job` on one pool; its worker at ARQ's defaults (10 jobs at once, the queue polled
+  every 0.5 s, which sets its latency floor). Their jobs validate the event and note the
+  time; they write nothing durable, where our consumer appends to its audit store. In the
+  accept path no worker runs (the enqueue cost alone).
 * **Load generator.** Raw HTTP/1.1 keep-alive connections on asyncio + uvloop with
   pre-built requests (realistic audit-event bodies from `tools.workload`, `X-API-Key`),
   responses read by `Content-Length`; no HTTP client library. Closed loop for the accept
@@ -507,11 +595,13 @@ METHOD = """\
 * **Repeats.** Each configuration runs several times (fresh processes each time, variants
   interleaved so drift hits all alike); tables give the median and (min-max). Ratios are
   taken between medians of the same invocation, and per repeat ("per repeat").
-* **Accept path.** Ratios compare HTTP rates (202s per second). "on the queue/s during
-  load" counts messages the service had sent to Service Bus during the run (`/v1/stats`
-  of the producer, `/stats` of the tutorial app): the tutorial pattern answers 202 before
-  its background task has even connected, its sends pile up as tasks in memory (lost if
-  the process stops); the target notes say how many were still unsent 10 s later.
+* **Accept path.** Ratios compare HTTP rates (202s per second); "server CPU ms per
+  request" is the service process's CPU over the window divided by the requests
+  answered. "on the queue/s during load" counts messages the service had sent to Service
+  Bus during the run (`/v1/stats` of the producer, `/stats` of the tutorial app): the
+  tutorial pattern answers 202 before its background task has even connected, its sends
+  pile up as tasks in memory (lost if the process stops); the target notes say how many
+  were still unsent 10 s later.
   "events per commit group" is the producer's mean group commit over the run
   (`grouped_events / commit_groups` of `/v1/stats`): the outbox transaction, the send
   and the "published" update are paid once per group, so fewer events per group cost
@@ -523,8 +613,12 @@ METHOD = """\
   loop) to the last settlement. Efficiency = rate / min(concurrency / 20 ms, best no-op
   consumer rate).
 * **End to end.** Latency = consumer `audit_events.recorded_at` - `accepted_at` (the
-  envelope time stamped by the producer). Sustained = ≥ 97 % of offered accepted and
-  handled within the window, and the consumer caught up ≤ 2 s after the load.
+  envelope time stamped by the producer); for Celery and ARQ the job's finish - the
+  endpoint's clock before enqueueing. Sustained = ≥ 97 % of offered accepted and handled
+  within the window, and everything handled ≤ 2 s after the load. Several loads run on one
+  started system (a *session*), each once the previous one is handled; the highest
+  sustained rate is searched per system, and latency is reported at fractions of it, so
+  the figures keep their meaning on a slower or busier machine.
 * Nothing here is a test: no assertion on time anywhere; the test suite never runs this.
 """
 

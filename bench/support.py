@@ -352,43 +352,63 @@ class Settings:
         consume_messages: Messages per no-op / raw-loop consume run.
         io_seconds: Target length of an I/O-bound consume run.
         io_concurrency: Handler concurrency levels of the I/O-bound runs.
-        e2e_rates: Arrival rates (events/s).
-        e2e_seconds / e2e_warmup: Load duration and how much of its start is ignored.
-        e2e_search_steps: Extra runs bisecting for the highest sustained rate.
+        e2e_seconds / e2e_warmup: Measured window of one end-to-end load and the seconds
+            of load before it.
+        e2e_start_rate / e2e_growth / e2e_max_probes: The search for the highest sustained
+            rate starts at this rate (events/s), multiplies it while sustained, and runs at
+            most this many loads.
+        e2e_search_steps: Bisections between the highest sustained and lowest failing rate.
+        e2e_fractions: Fractions of the highest sustained rate whose latency is reported.
+        e2e_repeats: Sessions measuring those fractions, for the producer and consumer.
+        e2e_target_rate / e2e_target_runs: Loads at a fixed rate (events/s) for the
+            latest-event target.
         emulator_messages: Messages for the emulator memory and rate runs.
         emulator_repeats: Runs of those (each sends and receives ``emulator_messages``).
         startup_repeats: Emulator start-ups timed.
     """
 
     repeats: int = 3
-    accept_seconds: float = 6.0
-    accept_warmup: float = 2.0
+    accept_seconds: float = 4.0
+    accept_warmup: float = 1.5
     accept_concurrency: tuple[int, ...] = (8, 32)
-    publish_events: int = 50_000
-    consume_messages: int = 10_000
-    io_seconds: float = 3.0
+    publish_events: int = 20_000
+    consume_messages: int = 5_000
+    io_seconds: float = 2.0
     io_concurrency: tuple[int, ...] = (1, 8, 32, 64)
-    e2e_rates: tuple[int, ...] = (100, 300, 1000)
-    e2e_seconds: float = 10.0
-    e2e_warmup: float = 3.0
-    e2e_search_steps: int = 2
-    emulator_messages: int = 100_000
-    emulator_repeats: int = 2
-    startup_repeats: int = 5
+    e2e_seconds: float = 5.0
+    e2e_warmup: float = 1.5
+    e2e_start_rate: int = 100
+    e2e_growth: float = 2.0
+    e2e_max_probes: int = 7
+    e2e_search_steps: int = 1
+    e2e_fractions: tuple[float, ...] = (0.25, 0.5, 0.75)
+    e2e_repeats: int = 2
+    e2e_target_rate: int = 100
+    e2e_target_runs: int = 10
+    emulator_messages: int = 50_000
+    emulator_repeats: int = 1
+    startup_repeats: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> "Settings":
         return cls(
             repeats=1,
-            accept_seconds=3.0,
+            accept_seconds=2.0,
             accept_warmup=1.0,
             publish_events=5_000,
-            consume_messages=3_000,
-            io_seconds=2.0,
-            e2e_seconds=6.0,
-            e2e_warmup=2.0,
+            consume_messages=2_000,
+            io_seconds=1.0,
+            io_concurrency=(8, 32),
+            e2e_seconds=2.0,
+            e2e_warmup=1.0,
+            e2e_start_rate=100,
+            e2e_growth=3.0,
+            e2e_max_probes=1,
             e2e_search_steps=0,
+            e2e_fractions=(0.5,),
+            e2e_repeats=1,
+            e2e_target_runs=2,
             emulator_messages=10_000,
             emulator_repeats=1,
             startup_repeats=2,

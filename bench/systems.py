@@ -22,6 +22,25 @@ API_KEY = secrets.token_urlsafe(32)
 """The key the load generator presents (``X-API-Key``)."""
 QUIET_ENV = {"TELEMETRY_EXPORTER": "none", "LOG_LEVEL": "WARNING", "ENVIRONMENT": "benchmark"}
 """Per component (with its prefix): no span export, warnings only."""
+SHIPPED_ENVIRONMENT = "production"
+"""``*_ENVIRONMENT`` of a deployment: anything but ``development`` (which prints summaries)."""
+
+
+def telemetry_env(prefix: str, otlp_endpoint: str | None) -> dict[str, str]:
+    """Telemetry and log settings of one component (``PRODUCER_`` / ``CONSUMER_``).
+
+    ``None``: telemetry off (:data:`QUIET_ENV`). An endpoint: the shipped defaults, as a
+    deployment runs them -- exporter ``auto`` picking OTLP/HTTP from the standard
+    ``OTEL_EXPORTER_OTLP_ENDPOINT``, the default sampler and log level, environment not
+    ``development`` (see :mod:`common.telemetry`).
+    """
+    if otlp_endpoint is None:
+        return _prefixed(prefix, QUIET_ENV)
+    return {
+        f"{prefix}ENVIRONMENT": SHIPPED_ENVIRONMENT,
+        f"{prefix}TELEMETRY_EXPORTER": "auto",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+    }
 
 
 @dataclass
@@ -69,15 +88,19 @@ def start_producer(
     extra_env: dict[str, str] | None = None,
     *,
     wait: bool = True,
+    otlp_endpoint: str | None = None,
 ) -> Service:
-    """``python -m producer`` with its outbox at ``database_url``; waits for ``/healthz``."""
+    """``python -m producer`` with its outbox at ``database_url``; waits for ``/healthz``.
+
+    Telemetry is off unless ``otlp_endpoint`` is given (:func:`telemetry_env`).
+    """
     port = free_port()
     env = {
         "PRODUCER_SERVICEBUS_CONNECTION_STRING": connection_string,
         "PRODUCER_PORT": str(port),
         "PRODUCER_DATABASE_URL": database_url,
         "PRODUCER_API_KEYS": "bench:" + hashlib.sha256(API_KEY.encode()).hexdigest(),
-        **_prefixed("PRODUCER_", QUIET_ENV),
+        **telemetry_env("PRODUCER_", otlp_endpoint),
         **(extra_env or {}),
     }
     process = ManagedProcess("producer", "producer", env=env, log_dir=workdir)
@@ -92,9 +115,17 @@ def start_producer(
 
 
 def start_consumer(
-    workdir: Path, connection_string: str, store_url: str, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    connection_string: str,
+    store_url: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    otlp_endpoint: str | None = None,
 ) -> Service:
-    """``python -m consumer`` (log-only deliveries); waits for ``/readyz``."""
+    """``python -m consumer`` (log-only deliveries); waits for ``/readyz``.
+
+    Telemetry is off unless ``otlp_endpoint`` is given (:func:`telemetry_env`).
+    """
     port = free_port()
     env = {
         "CONSUMER_SERVICEBUS_CONNECTION_STRING": connection_string,
@@ -102,7 +133,7 @@ def start_consumer(
         "CONSUMER_DELIVERY_LOG_PATH": "",
         "CONSUMER_HEALTH_HOST": "127.0.0.1",
         "CONSUMER_HEALTH_PORT": str(port),
-        **_prefixed("CONSUMER_", QUIET_ENV),
+        **telemetry_env("CONSUMER_", otlp_endpoint),
         **(extra_env or {}),
     }
     process = ManagedProcess("consumer", "consumer", env=env, log_dir=workdir)
@@ -115,8 +146,33 @@ def start_consumer(
     return service
 
 
+def start_sink(workdir: Path) -> Service:
+    """:mod:`bench.otlp_sink` on a free port; waits for ``/healthz``.
+
+    Its ``base_url`` is what ``OTEL_EXPORTER_OTLP_ENDPOINT`` takes.
+    """
+    port = free_port()
+    process = ManagedProcess(
+        "otlp-sink", "bench.otlp_sink", args=["--port", str(port)], log_dir=workdir
+    )
+    service = Service(process, f"http://127.0.0.1:{port}", port)
+    try:
+        process.wait_http_ok(f"{service.base_url}/healthz", timeout=60)
+    except BaseException:
+        process.stop()
+        raise
+    return service
+
+
+async def sink_requests(sink: Service) -> dict[str, int]:
+    """OTLP export requests the sink received so far, per signal (``traces``, ...)."""
+    data = await get_json(f"{sink.base_url}/stats")
+    return {path.rsplit("/", 1)[-1]: int(v["requests"]) for path, v in data.items()}
+
+
 def start_app(workdir: Path, kind: str, env: dict[str, str] | None = None) -> Service:
-    """One of :mod:`bench.apps` (``bare``, ``tutorial``, ``null``); waits for ``/healthz``."""
+    """One of :mod:`bench.apps` (``bare``, ``tutorial``, ``direct``, ``celery``, ``arq``,
+    ``null``); waits for ``/healthz``."""
     port = free_port()
     process = ManagedProcess(
         kind, "bench.apps", args=[kind, "--port", str(port)], env=env, log_dir=workdir

@@ -1,7 +1,8 @@
 """The consumer's worker runtime with a benchmark handler, as its own process.
 
 ``python -m bench.worker --queue Q --count N --handler noop|sleep [--sleep-ms 20]
-[--concurrency C] [--max-message-count M] [--prefetch P] [--receivers R] --out OUT.json``
+[--concurrency C] [--max-message-count M] [--prefetch P] [--receivers R]
+[--telemetry off|shipped] --out OUT.json``
 
 Runs :class:`consumer.runtime.worker.Worker` -- the same receive loop, lock renewal,
 envelope validation, retry ladder and settlement as ``python -m consumer`` -- with one
@@ -9,7 +10,10 @@ route whose handler does nothing (``noop``) or awaits ``asyncio.sleep`` (``sleep
 I/O-bound handler). Stops once ``N`` messages are settled. Timed from the first handler
 call to the ``N``-th settlement (polled every 5 ms).
 
-The connection string comes from ``BENCH_CONNECTION_STRING``.
+The connection string comes from ``BENCH_CONNECTION_STRING``. ``--telemetry shipped``
+sets telemetry up as ``python -m consumer`` does with its shipped defaults (environment
+``production``, exporter ``auto``: OTLP/HTTP to ``OTEL_EXPORTER_OTLP_ENDPOINT``, which
+the caller sets); ``off`` (the default) installs nothing, so spans are no-ops.
 """
 
 import argparse
@@ -26,6 +30,7 @@ from pydantic import SecretStr
 from bench.sbtools import Clock
 from common.runtime import event_loop_factory
 from common.servicebus import ServiceBusConnection, open_servicebus_client
+from common.telemetry import TelemetrySettings, configure_telemetry
 from consumer.retry import RetryPolicy
 from consumer.runtime.processor import QueueConfig
 from consumer.runtime.routing import Route
@@ -116,8 +121,15 @@ def main(argv: list[str] | None = None) -> int:
         "--receivers", type=int, default=None, help="default: the consumer's, by concurrency"
     )
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--telemetry", choices=["off", "shipped"], default="off")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    telemetry = None
+    if args.telemetry == "shipped":
+        if not os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+            parser.error("--telemetry shipped needs OTEL_EXPORTER_OTLP_ENDPOINT")
+        settings = TelemetrySettings(environment="production")
+        telemetry = configure_telemetry("consumer", settings)
     # The same event loop as the consumer's own process (consumer/cli.py).
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         result = runner.run(
@@ -134,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 give_up_after=args.timeout,
             )
         )
+    if telemetry is not None:
+        telemetry.shutdown()
     args.out.write_text(json.dumps(result, indent=1))
     return 0
 

@@ -3,19 +3,30 @@
 # Build from the repository root:
 #   docker build -f docker/consumer.Dockerfile -t servicebus-events/consumer .
 
-# --- build: install the package with the `consumer` extra into a virtual environment ---
+# --- build: exactly the locked dependencies of the `consumer` extra, then the package ---
 # Base image pinned to a Python patch release on Debian 12 (bookworm); bump both stages
 # together, deliberately.
 FROM python:3.11.14-slim-bookworm AS build
+# uv (from PyPI, the version the Makefile pins) installs uv.lock into /opt/venv with the
+# image's interpreter; it stays in this stage. Bytecode is compiled here because the
+# runtime never writes it (PYTHONDONTWRITEBYTECODE).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
-RUN python -m venv /opt/venv
+    PYTHONDONTWRITEBYTECODE=1 \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_NO_CACHE=1
+RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Dependencies first: this layer is rebuilt only when the lock or pyproject.toml changes.
+# --locked fails the build when uv.lock does not match pyproject.toml.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --locked --no-dev --extra consumer --no-install-project --no-editable
+COPY README.md ./
 COPY contracts ./contracts
 COPY common ./common
 COPY consumer ./consumer
-RUN /opt/venv/bin/pip install --no-cache-dir ".[consumer]"
+RUN uv sync --locked --no-dev --extra consumer --no-editable
 
 # --- runtime: the virtual environment and a non-root user, nothing else ---
 FROM python:3.11.14-slim-bookworm AS runtime

@@ -30,6 +30,7 @@ from azure.servicebus import ServiceBusMessage
 from sqlalchemy.exc import IntegrityError
 
 from common.futures import fail, resolve
+from producer.errors import OutboxUnavailableError
 from producer.outbox.relay import utc_now
 from producer.outbox.repository import NewEvent
 
@@ -76,11 +77,22 @@ class GroupCommit:
         await asyncio.shield(done)
 
     async def close(self) -> None:
-        """Stop the committer task (after the HTTP server stopped sending requests)."""
+        """Stop the committer task (after the HTTP server stopped sending requests).
+
+        Requests still waiting for a group then fail with ``OutboxUnavailableError``
+        (nothing of theirs was committed), so a library caller publishing during shutdown
+        gets an answer instead of waiting forever.
+        """
         if self._task is not None:
             self._task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._task
+        while self._pending:
+            rows, _, done = self._pending.popleft()
+            self._pending_rows -= len(rows)
+            fail(
+                done, OutboxUnavailableError("the publisher closed before the event was committed")
+            )
 
     async def _run(self) -> None:
         assert self._wake is not None

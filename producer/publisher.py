@@ -720,7 +720,10 @@ async def _stop(
 
     async def close_servicebus() -> None:
         await publisher.transport.close()
-        await servicebus.aclose()
+        try:
+            await servicebus.aclose()
+        except Exception as exc:  # the process is ending: say so, do not fail the exit
+            logger.warning("closing the Service Bus client failed: %r", exc)
 
     try:
         async with asyncio.timeout(deadline.close_left()):

@@ -117,8 +117,10 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             published.
         readiness_requires_servicebus: ``/readyz`` fails while Service Bus sends fail; set
             false to keep accepting into the outbox during a Service Bus outage.
-        shutdown_grace: On SIGTERM, how long in-flight requests and publishes get before
-            the rest is left in the outbox.
+        shutdown_grace: From SIGTERM to exit, everything included: in-flight requests and
+            publishes, releasing outbox leases, closing Service Bus, flushing telemetry;
+            what is unpublished stays in the outbox. Keep below the platform's (Container
+            Apps gives 30 s).
         instance_id: Lease owner name of this process (host-pid-random by default).
     """
 

@@ -3,9 +3,15 @@
 Variants, each a fresh process (and emulator, and database) per repeat:
 
 * ``outbox-sqlite`` / ``outbox-postgres``: ``python -m producer`` with its durable outbox
-  on SQLite (a file in the run directory) or PostgreSQL (a fresh database). The producer
-  also publishes what it accepts (fast path and relay) during the run, as in production.
+  on SQLite (a file in the run directory) or PostgreSQL (a fresh database), telemetry off.
+  The producer also publishes what it accepts (fast path and relay) during the run, as in
+  production.
+* ``outbox-sqlite-otel``: the same on SQLite with the shipped telemetry defaults, exporting
+  OTLP/HTTP to :mod:`bench.otlp_sink` on loopback (``bench.systems.telemetry_env``).
 * ``bare``: a FastAPI endpoint validating the same body (``AuditEvent``), answering 202.
+* ``direct``: a long-lived SDK sender (pooled), one awaited send per request, no outbox.
+* ``celery`` / ``arq``: enqueue a job on the local Redis (no worker running: the enqueue
+  cost alone; :mod:`bench.taskqueues`).
 * ``tutorial``: ``BackgroundTasks`` + a ``ServiceBusClient`` per message.
 
 Closed-loop load at each concurrency level from :mod:`bench.loadgen` (its own process).
@@ -14,6 +20,7 @@ are counted too: the tutorial answers 202 long before its background sends are d
 its *delivered* rate (messages on the queue per second) is the figure that counts.
 """
 
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -38,17 +45,37 @@ from bench.systems import (
     get_json,
     postgres_processes,
     run_load,
+    sink_requests,
     start_app,
     start_producer,
+    start_sink,
 )
+from bench.taskqueues import queue_system
 
-VARIANTS = ("outbox-sqlite", "outbox-postgres", "bare", "tutorial")
+VARIANTS = (
+    "outbox-sqlite",
+    "outbox-sqlite-otel",
+    "outbox-postgres",
+    "bare",
+    "direct",
+    "celery",
+    "arq",
+    "tutorial",
+)
 LABELS = {
-    "outbox-sqlite": "producer, outbox on SQLite",
-    "outbox-postgres": "producer, outbox on PostgreSQL",
+    "outbox-sqlite": "producer, outbox on SQLite, telemetry off",
+    "outbox-sqlite-otel": "producer, outbox on SQLite, shipped telemetry (OTLP)",
+    "outbox-postgres": "producer, outbox on PostgreSQL, telemetry off",
     "bare": "bare FastAPI endpoint (validate, 202)",
+    "direct": "direct send: pooled long-lived SDK senders, no outbox",
+    "celery": "Celery delay(), Redis broker",
+    "arq": "ARQ enqueue_job, Redis",
     "tutorial": "tutorial: BackgroundTasks + client per message",
 }
+PRODUCERS = ("outbox-sqlite", "outbox-sqlite-otel", "outbox-postgres")
+BASELINES = ("bare", "direct", "celery", "arq", "tutorial")
+SHIPPED = "outbox-sqlite-otel"
+"""The producer as a deployment runs it: the variant the targets are about."""
 DRAIN_LIMIT = {"tutorial": 10.0}
 """Seconds to wait after the load for background publishing to catch up (default 60)."""
 
@@ -65,6 +92,7 @@ class _System:
     pids: dict[str, int]
     counters: Counters | None
     postgres: bool
+    sink: Service | None = None
 
 
 @asynccontextmanager
@@ -76,12 +104,16 @@ async def _start(ctx: Context, variant: str) -> AsyncIterator[_System]:
             stack.callback(bare.stop)
             yield _System(bare, {"app": bare.pid}, None, False)
             return
+        if variant in ("celery", "arq"):
+            queues = await stack.enter_async_context(queue_system(workdir, variant, worker=False))
+            yield _System(queues.app, {"app": queues.app.pid}, None, False)
+            return
         emulator = start_emulator(workdir)
         stack.callback(emulator.stop)
-        if variant == "tutorial":
+        if variant in ("tutorial", "direct"):
             app = start_app(
                 workdir,
-                "tutorial",
+                variant,
                 {"BENCH_CONNECTION_STRING": emulator.connection_string, "BENCH_QUEUE": "audit"},
             )
             stack.callback(app.stop)
@@ -100,8 +132,17 @@ async def _start(ctx: Context, variant: str) -> AsyncIterator[_System]:
             url = await stack.enter_async_context(postgres_database("accept"))
         else:
             url = f"sqlite+aiosqlite:///{workdir / 'outbox.db'}"
-        producer = start_producer(workdir, emulator.connection_string, url)
+        pids = {"emulator": emulator.pid}
+        endpoint = None
+        sink = None
+        if variant == SHIPPED:
+            sink = start_sink(workdir)
+            stack.callback(sink.stop)
+            pids["otlp-sink"] = sink.pid
+            endpoint = sink.base_url
+        producer = start_producer(workdir, emulator.connection_string, url, otlp_endpoint=endpoint)
         stack.callback(producer.stop)
+        pids["producer"] = producer.pid
 
         async def producer_counters() -> dict[str, int]:
             data = await get_json(f"{producer.base_url}/v1/stats", producer.headers)
@@ -113,12 +154,7 @@ async def _start(ctx: Context, variant: str) -> AsyncIterator[_System]:
                 "grouped_events": data["grouped_events"],
             }
 
-        yield _System(
-            producer,
-            {"producer": producer.pid, "emulator": emulator.pid},
-            producer_counters,
-            variant == "outbox-postgres",
-        )
+        yield _System(producer, pids, producer_counters, variant == "outbox-postgres", sink)
 
 
 async def _measure(
@@ -153,6 +189,13 @@ async def _measure(
         "errors": result["errors"],
         "cpu_percent": cpu,
     }
+    if system.sink is not None:
+        # Evidence that telemetry was exported, not dropped: requests so far, per signal.
+        run["otlp_requests"] = await sink_requests(system.sink)
+    server = "producer" if "producer" in cpu else "app"
+    # CPU milliseconds the server process spent per accepted request (percent of a core
+    # over the window / requests per second).
+    run["server_cpu_ms_per_request"] = ratio(cpu.get(server, math.nan) * 10, result["rate"])
     if system.counters is not None and before is not None:
         counters = system.counters
         after = await counters()
@@ -194,6 +237,7 @@ def _aggregate(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "publish_rate",
         "effective_rate",
         "commit_group_mean",
+        "server_cpu_ms_per_request",
     ):
         values = [r[key] for r in runs if key in r]
         if values:
@@ -262,37 +306,24 @@ async def run(ctx: Context) -> dict[str, Any]:
         v: {"label": LABELS[v], "by_concurrency": {c: _aggregate(r) for c, r in by_c.items()}}
         for v, by_c in runs.items()
     }
-    targets = []
     ratios: dict[str, Any] = {}
+
+    def rate(variant: str, c: str) -> float:
+        value: float = variants[variant]["by_concurrency"][c]["rate"]["median"]
+        return value
+
     for concurrency in settings.accept_concurrency:
         c = str(concurrency)
-        bare = variants["bare"]["by_concurrency"][c]
-        tutorial = variants["tutorial"]["by_concurrency"][c]
-        for variant in ("outbox-sqlite", "outbox-postgres"):
-            mine = variants[variant]["by_concurrency"][c]
-            vs_bare = ratio(mine["rate"]["median"], bare["rate"]["median"])
-            vs_tutorial = ratio(mine["rate"]["median"], tutorial["rate"]["median"])
-            ratios[f"{variant}/bare c={c}"] = {
-                "value": vs_bare,
-                "paired": _paired(runs[variant][c], runs["bare"][c], "rate", "rate"),
-            }
-            ratios[f"{variant}/tutorial c={c}"] = {
-                "value": vs_tutorial,
-                "paired": _paired(runs[variant][c], runs["tutorial"][c], "rate", "rate"),
-            }
-            targets.append(
-                target(f"accept {variant} / bare endpoint (c={c})", vs_bare, 0.6, detail="req/s")
-            )
-            left = median(r.get("unpublished_after_drain", 0) for r in runs["tutorial"][c])
-            targets.append(
-                target(
-                    f"accept {variant} / tutorial pattern (c={c})",
-                    vs_tutorial,
-                    20.0,
-                    detail=f"req/s; the tutorial put {tutorial['publish_rate']['median']:.0f} "
-                    f"msg/s on the queue during the load and had {left:.0f} unsent 10 s later",
-                )
-            )
+        for variant in PRODUCERS:
+            for baseline in BASELINES:
+                ratios[f"{variant}/{baseline} c={c}"] = {
+                    "value": ratio(rate(variant, c), rate(baseline, c)),
+                    "paired": _paired(runs[variant][c], runs[baseline][c], "rate", "rate"),
+                }
+        ratios[f"{SHIPPED}/outbox-sqlite c={c}"] = {
+            "value": ratio(rate(SHIPPED, c), rate("outbox-sqlite", c)),
+            "paired": _paired(runs[SHIPPED][c], runs["outbox-sqlite"][c], "rate", "rate"),
+        }
     return {
         "settings": {
             "concurrency": list(settings.accept_concurrency),
@@ -303,5 +334,63 @@ async def run(ctx: Context) -> dict[str, Any]:
         "loadgen_ceiling": ceiling,
         "variants": variants,
         "ratios": ratios,
-        "targets": targets,
+        "targets": _targets(variants, runs, settings.accept_concurrency),
     }
+
+
+def _targets(
+    variants: dict[str, dict[str, Any]],
+    runs: dict[str, dict[str, list[dict[str, Any]]]],
+    levels: tuple[int, ...],
+) -> list[dict[str, Any]]:
+    """The issue's accept-path targets, for the concurrency levels this run measured."""
+
+    def median_rate(variant: str, c: int) -> float:
+        value: float = variants[variant]["by_concurrency"][str(c)]["rate"]["median"]
+        return value
+
+    shipped = "accept, shipped telemetry"
+    targets = []
+    for c in levels:
+        if c in (8, 32):
+            targets.append(
+                target(
+                    f"{shipped} / direct send (c={c})",
+                    ratio(median_rate(SHIPPED, c), median_rate("direct", c)),
+                    1.0,
+                    detail="req/s; direct send has no outbox: an accepted event can be lost",
+                )
+            )
+    for c in levels:
+        if c == 32:
+            targets.append(
+                target(
+                    f"{shipped} / ARQ enqueue (c={c})",
+                    ratio(median_rate(SHIPPED, c), median_rate("arq", c)),
+                    1.0,
+                    detail="req/s; ARQ on the local Redis, no worker running",
+                )
+            )
+            targets.append(
+                target(
+                    f"accept throughput lost to telemetry (c={c})",
+                    1 - ratio(median_rate(SHIPPED, c), median_rate("outbox-sqlite", c)),
+                    0.20,
+                    higher_is_better=False,
+                    unit="",
+                    detail="1 - (shipped telemetry / telemetry off), producer on SQLite",
+                )
+            )
+        if c == 8:
+            tutorial = variants["tutorial"]["by_concurrency"][str(c)]
+            left = median(r.get("unpublished_after_drain", 0) for r in runs["tutorial"][str(c)])
+            targets.append(
+                target(
+                    f"{shipped} / tutorial pattern (c={c})",
+                    ratio(median_rate(SHIPPED, c), median_rate("tutorial", c)),
+                    20.0,
+                    detail=f"req/s; the tutorial put {tutorial['publish_rate']['median']:.0f} "
+                    f"msg/s on the queue during the load and had {left:.0f} unsent 10 s later",
+                )
+            )
+    return targets

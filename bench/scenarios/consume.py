@@ -9,6 +9,8 @@ events by :mod:`bench.sbtools` ``send``:
   default settings (concurrency 8, ``max_message_count`` 50, no prefetch).
 * ``consumer-noop-wide``: the same with concurrency 100 and ``max_message_count`` 100
   (the raw loop's batch).
+* ``consumer-noop-otel``: ``consumer-noop`` with the consumer's shipped telemetry,
+  exporting OTLP/HTTP to :mod:`bench.otlp_sink` on loopback.
 * ``io-<c>``: a handler awaiting ``asyncio.sleep(0.020)`` at concurrency ``c``; each run
   sized to last about ``io_seconds``. Scaling efficiency = rate / min(c / 0.020 s, the
   best no-op rate).
@@ -31,19 +33,25 @@ from bench.support import (
     target,
     wait_process,
 )
-from bench.systems import Context, CpuSampler
+from bench.systems import Context, CpuSampler, Service, start_sink
 from tools.processes import ManagedProcess
 
 HANDLER_SECONDS = 0.020
 NOOP_VARIANTS = {
-    "consumer-noop": {"concurrency": 8, "max_message_count": 50},
-    "consumer-noop-wide": {"concurrency": 100, "max_message_count": 100},
+    "consumer-noop": {"concurrency": 8, "max_message_count": 50, "telemetry": False},
+    "consumer-noop-wide": {"concurrency": 100, "max_message_count": 100, "telemetry": False},
+    "consumer-noop-otel": {"concurrency": 8, "max_message_count": 50, "telemetry": True},
 }
 LABELS = {
     "raw-loop": "raw SDK loop (receive 100, complete each)",
     "consumer-noop": "consumer, no-op handler (defaults: concurrency 8, batch 50)",
     "consumer-noop-wide": "consumer, no-op handler (concurrency 100, batch 100)",
+    "consumer-noop-otel": "consumer, no-op handler (defaults), shipped telemetry (OTLP)",
 }
+QUIET = ("consumer-noop", "consumer-noop-wide")
+"""The no-op variants with telemetry off (I/O-bound runs have it off too)."""
+IO_TARGET_UP_TO = 32
+"""I/O-bound scaling has a target up to this concurrency; above it 2 cores are the limit."""
 
 
 def steps(settings: Settings) -> int:
@@ -57,16 +65,18 @@ async def _child(
     module: str,
     args: list[str],
     label: str,
+    sink: Service | None = None,
 ) -> dict[str, Any]:
     out = workdir / f"{module}-{time.time_ns()}.json"
+    env = {"BENCH_CONNECTION_STRING": emulator.connection_string}
+    pids = {"emulator": emulator.pid}
+    if sink is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.base_url
+        pids["otlp-sink"] = sink.pid
     process = ManagedProcess(
-        module.rsplit(".", 1)[-1],
-        module,
-        args=[*args, "--out", str(out)],
-        env={"BENCH_CONNECTION_STRING": emulator.connection_string},
-        log_dir=workdir,
+        module.rsplit(".", 1)[-1], module, args=[*args, "--out", str(out)], env=env, log_dir=workdir
     )
-    sampler = CpuSampler({"emulator": emulator.pid})
+    sampler = CpuSampler(pids)
     started = time.monotonic()
 
     def poll() -> None:
@@ -126,10 +136,18 @@ async def run(ctx: Context) -> dict[str, Any]:
                     args = ["--queue", "audit", "--count", str(count), "--handler", "noop"]
                     args += ["--concurrency", str(options["concurrency"])]
                     args += ["--max-message-count", str(options["max_message_count"])]
-                    result = await _child(ctx, workdir, emulator, "bench.worker", args, label)
+                    if options["telemetry"]:
+                        args += ["--telemetry", "shipped"]
+                        sink = start_sink(workdir)
+                        with managed(sink):
+                            result = await _child(
+                                ctx, workdir, emulator, "bench.worker", args, label, sink
+                            )
+                    else:
+                        result = await _child(ctx, workdir, emulator, "bench.worker", args, label)
                     runs[name].append(_row(result))
                     ctx.reporter.log(f"consume {name}: {result['rate']:.0f} msg/s")
-            best_noop = max(runs[name][-1]["rate"] for name in NOOP_VARIANTS)
+            best_noop = max(runs[name][-1]["rate"] for name in NOOP_VARIANTS if name in QUIET)
             for concurrency in settings.io_concurrency:
                 label = f"consume: io c={concurrency} {suffix}"
                 with ctx.reporter.step(label):
@@ -187,10 +205,14 @@ async def run(ctx: Context) -> dict[str, Any]:
             io[str(c)]["efficiency"]["median"],
             0.8,
             unit="",
-            detail=f"ideal {io[str(c)]['ideal_rate']['median']:.0f} msg/s",
+            detail=f"ideal {io[str(c)]['ideal_rate']['median']:.0f} msg/s"
+            + ("" if c <= IO_TARGET_UP_TO else "; CPU-bound on 2 cores, reported only"),
         )
         for c in settings.io_concurrency
+        if c <= IO_TARGET_UP_TO
     ]
+    quiet = variants["consumer-noop"]["rate"]["median"]
+    otel = variants["consumer-noop-otel"]["rate"]["median"]
     return {
         "settings": {
             "messages": count,
@@ -210,6 +232,15 @@ async def run(ctx: Context) -> dict[str, Any]:
                 ],
             }
             for name in NOOP_VARIANTS
+        }
+        | {
+            "consumer-noop-otel/consumer-noop": {
+                "value": ratio(otel, quiet),
+                "paired": [
+                    ratio(a["rate"], b["rate"])
+                    for a, b in zip(runs["consumer-noop-otel"], runs["consumer-noop"], strict=False)
+                ],
+            }
         },
         "targets": targets,
     }

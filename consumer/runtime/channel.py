@@ -23,6 +23,8 @@ from azure.servicebus import (
 )
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
+from consumer.runtime.credit import take_back_credit
+
 logger = logging.getLogger(__name__)
 
 FURTHER_PULL_SECONDS = 0.01
@@ -69,6 +71,9 @@ class ReceiverChannel:
         self.broken = False
         """Set after a receive error: the link is suspect, recreate the channel."""
         self.last_message_at = time.monotonic()
+        self._takes_back_credit = prefetch_count == 0  # prefetch keeps credit on purpose
+        self.holds_credit = False
+        """The last receive call left link credit that could not be taken back."""
 
     async def open(self) -> None:
         """Attach the link (CBS auth + receiver link).
@@ -87,6 +92,10 @@ class ReceiverChannel:
             messages = await self._receiver.receive_messages(
                 max_message_count=max_message_count, max_wait_time=max_wait_time
             )
+            # Under the same lock: a settlement or renewal reading the connection while
+            # the link holds credit would release what arrives (consumer.runtime.credit).
+            short = len(messages) < max_message_count and self._takes_back_credit
+            self.holds_credit = short and not await take_back_credit(self._receiver)
         if messages:
             self.last_message_at = time.monotonic()
         return messages

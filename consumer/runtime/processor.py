@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -45,6 +45,7 @@ from consumer.retry import (
     fallback,
 )
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
+from consumer.runtime.credit import split_capacity
 from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.routing import Route, Router
 from consumer.runtime.stats import QueueStats
@@ -65,7 +66,8 @@ class QueueConfig:
             ``None`` picks :func:`receivers_for` ``(concurrency)``. Every call on one
             receiver is serialised and a settlement waits for the service's answer, so
             one receiver settles one message per round trip; more receivers overlap
-            those round trips.
+            those round trips. Each receiver takes its own share of the messages the
+            queue may hold (:mod:`consumer.runtime.credit`).
         prefetch_count: SDK prefetch for each receiver (0 = off).
         max_message_count: Most messages asked for per receive call.
         max_wait_time: Receive wait while nothing is in flight (bounds shutdown latency).
@@ -122,10 +124,22 @@ def receivers_for(concurrency: int) -> int:
 
 @dataclass
 class _Lane:
-    """One receiver of the queue, with its own reconnect back-off."""
+    """One receiver of the queue: its share of the capacity, its own reconnect back-off.
 
+    Attributes:
+        share: Most of its messages whose handler has not finished (``unhandled``).
+        batch: Free share it waits for before receiving again, once its link holds no
+            credit (asking for one or two messages each time a slot frees costs a
+            receive round trip per message, and settlements queue behind it).
+        unhandled: Its messages whose handler has not finished.
+    """
+
+    share: int
+    batch: int
     channel: ReceiverChannel | None = None
     failures: int = 0
+    unhandled: int = 0
+    slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class _LockKeeper:
@@ -239,26 +253,27 @@ class QueueProcessor:
         self.config = config
         self._router = router
         self.stats = stats
-        self._lanes = [_Lane() for _ in range(max(1, config.receiver_count))]
         self._retired: list[ReceiverChannel] = []
         self._generation = 0
         self._sender = SenderChannel(client, config.name)
         self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight_by_generation: dict[int, int] = {}
-        # Messages received whose handler has not finished; only these count against
-        # receiving more. A handled message waiting for its settlement does not: it
-        # waits behind its receiver's lock, so a receiver's next receive call queues
-        # behind the settlements it caused, which bounds them.
-        self._unhandled: set[asyncio.Task[None]] = set()
-        self._reserved = 0
-        """Messages asked for by receive calls in progress."""
-        self._slot_freed = asyncio.Event()
-        # Handlers running at once; up to ``_lookahead`` more messages wait in hand (locked,
+        # Messages received whose handler has not finished, with their receiver's lane;
+        # only these count against receiving more. A handled message waiting for its
+        # settlement does not: it waits behind its receiver's lock, so a receiver's next
+        # receive call queues behind the settlements it caused, which bounds them.
+        self._unhandled: dict[asyncio.Task[None], _Lane] = {}
+        # Handlers running at once; up to ``lookahead`` more messages wait in hand (locked,
         # lock renewed) so a freed slot starts its next message without a receive round
-        # trip.
+        # trip. Each receiver has its own share of the capacity, so that it never asks for
+        # more than it can take and never waits holding link credit (credit.py).
         self._handler_slots = asyncio.Semaphore(config.concurrency)
-        self._lookahead = max(1, min(config.max_message_count, config.concurrency // 4))
-        self._capacity = config.concurrency + self._lookahead
+        lookahead = max(1, min(config.max_message_count, config.concurrency // 4))
+        receivers = max(1, config.receiver_count)
+        self._lanes = [
+            _Lane(share=share, batch=max(1, min(share, lookahead // receivers)))
+            for share in split_capacity(config.concurrency + lookahead, receivers)
+        ]
         # Tasks running a handler, for ``cancel_handlers``; those it cancelled; those the
         # maximum processing time cancelled.
         self._in_handler: set[asyncio.Task[Any]] = set()
@@ -277,45 +292,55 @@ class QueueProcessor:
             for lane in self._lanes
         )
 
+    @property
+    def receiving(self) -> bool:
+        """False once every receiver has stopped receiving (after the stop)."""
+        return not self._receiving_stopped
+
     # -- receiving ---------------------------------------------------------------------
 
     async def receive_until(self, stop: asyncio.Event) -> None:
-        """Receive and dispatch until ``stop`` is set. In-flight work continues after."""
+        """Receive and dispatch until ``stop`` is set. In-flight work continues after.
+
+        Receivers leave their links without credit when they stop
+        (:mod:`consumer.runtime.credit`): messages sent from then on stay on the queue
+        for other consumers instead of going to one that no longer reads them.
+        """
         try:
             await asyncio.gather(*(self._receive(lane, stop) for lane in self._lanes))
         finally:
             self._receiving_stopped = True
 
     async def _receive(self, lane: _Lane, stop: asyncio.Event) -> None:
+        """One receiver's loop: its link holds credit only while it is in a receive call.
+
+        It asks for at most its free share. A call that gets fewer messages than it asked
+        for takes the rest of its credit back (``ReceiverChannel.receive``). Should that
+        be impossible (``holds_credit``), the loop calls again at once (its free share is
+        then at least 1) rather than wait for capacity holding credit
+        (:mod:`consumer.runtime.credit`).
+        """
         config = self.config
         while not stop.is_set():
             channel = await self._current_channel(lane, stop)
             if channel is None:
                 break
-            free = self._capacity - len(self._unhandled) - self._reserved
-            # Refill in batches: asking for one or two messages each time a slot frees
-            # costs a receive round trip per message on a serialised receiver, and
-            # settlements queue behind it. While others are in flight, wait until a
-            # quarter of the slots (at most one receive batch) are free.
-            if free < self._lookahead:
-                self._slot_freed.clear()
-                await _wait_any(self._slot_freed, stop)
+            free = lane.share - lane.unhandled
+            if free < (1 if channel.holds_credit else lane.batch):
+                lane.slot_freed.clear()
+                await _wait_any(lane.slot_freed, stop)
                 continue
             wanted = min(free, config.max_message_count)
             wait = config.busy_wait_time if self._tasks else config.max_wait_time
-            self._reserved += wanted
             try:
                 messages = await channel.receive(wanted, wait)
             except Exception as exc:
                 channel.broken = True
                 await self._back_off(lane, stop, f"receive from {config.name} failed: {exc!r}")
                 continue
-            finally:
-                self._reserved -= wanted
-                self._slot_freed.set()  # what was not received is free for another receiver
             lane.failures = 0
             for message in messages:
-                self._dispatch(channel, message)
+                self._dispatch(lane, channel, message)
 
     async def _current_channel(self, lane: _Lane, stop: asyncio.Event) -> ReceiverChannel | None:
         channel = lane.channel
@@ -379,7 +404,9 @@ class QueueProcessor:
 
     # -- processing --------------------------------------------------------------------
 
-    def _dispatch(self, channel: ReceiverChannel, message: ServiceBusReceivedMessage) -> None:
+    def _dispatch(
+        self, lane: _Lane, channel: ReceiverChannel, message: ServiceBusReceivedMessage
+    ) -> None:
         self.stats.received += 1
         self.stats.in_flight += 1
         generation = channel.generation
@@ -390,11 +417,12 @@ class QueueProcessor:
             self._process(channel, message), name=f"process:{self.config.name}"
         )
         self._tasks.add(task)
-        self._unhandled.add(task)
+        self._unhandled[task] = lane
+        lane.unhandled += 1
 
         def finished(done: asyncio.Task[None]) -> None:
             self._tasks.discard(done)
-            self._unhandled.discard(done)
+            self._handled(done)
             self.stats.in_flight -= 1
             left = self._in_flight_by_generation[generation] - 1
             self._in_flight_by_generation[generation] = left
@@ -403,7 +431,6 @@ class QueueProcessor:
                 for retired in [c for c in self._retired if c.generation == generation]:
                     self._retired.remove(retired)
                     self._spawn_close(retired)
-            self._slot_freed.set()
 
         task.add_done_callback(finished)
 
@@ -427,7 +454,7 @@ class QueueProcessor:
                 logger.exception("processing message %s failed unexpectedly", message.message_id)
                 outcome = Abandon(describe(exc))
             finally:
-                self._handled()
+                self._handled(task)
                 await lock.stop()
             if lock.lost or outcome is None:
                 logger.warning(
@@ -440,12 +467,12 @@ class QueueProcessor:
             label, reason = await self._settle(channel, message, outcome)
             telemetry.record_processed(span, self.config.name, label, started, reason)
 
-    def _handled(self) -> None:
-        """The current message's handler is done: its slot can be refilled."""
-        task = asyncio.current_task()
-        if task in self._unhandled:
-            self._unhandled.discard(task)
-            self._slot_freed.set()
+    def _handled(self, task: asyncio.Task[Any]) -> None:
+        """The message's handler is done: its receiver may refill the slot."""
+        lane = self._unhandled.pop(task, None)
+        if lane is not None:
+            lane.unhandled -= 1
+            lane.slot_freed.set()
 
     async def _run_handler(
         self, message: ServiceBusReceivedMessage, deadline: float, lock: _LockKeeper

@@ -1,20 +1,26 @@
 """The real processes: HTTP -> producer -> emulator -> consumer -> audit store."""
 
 import hashlib
+import json
 import secrets
 import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 
+from consumer.errors import ConsumerDeadLetterReason
 from emulator.testing import run_emulator
 from tests.conftest import queues_config
+from tools.demo import QUEUES
 from tools.processes import ROOT, ManagedProcess, free_port
+from tools.workload import Workload
 
 pytestmark = pytest.mark.e2e
 
@@ -102,18 +108,24 @@ def test_http_event_reaches_the_audit_store(
     assert [process.stop() for process in processes] == [0, 0]  # clean SIGTERM shutdown
 
 
-def test_make_run_driver_accounts_for_every_event(tmp_path: Path) -> None:
+def test_make_run_driver_accounts_for_every_request(tmp_path: Path) -> None:
+    requests, poison, seed = 200, 10, 7
+    summary_path = tmp_path / "summary.json"
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "tools.demo",
             "--requests",
-            "80",
+            str(requests),
             "--poison",
-            "6",
+            str(poison),
+            "--seed",
+            str(seed),
             "--run-dir",
             str(tmp_path),
+            "--summary-json",
+            str(summary_path),
         ],
         cwd=ROOT,
         capture_output=True,
@@ -123,5 +135,59 @@ def test_make_run_driver_accounts_for_every_event(tmp_path: Path) -> None:
     )
 
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "unaccounted" in result.stderr
     assert "OK: every accepted event was processed" in result.stderr
+    # What the workload asked for, request by request, as the demo generated it.
+    workload = Workload(seed)
+    sent = workload.requests(requests)
+    rejected = sum(1 for r in sent if r.expect == 422)
+    missing_template = sum(1 for r in sent if r.dead_letter)
+    audit = sum(1 for r in sent if r.kind == "audit")
+    accepted = requests - rejected
+    expected_dead = Counter(p.reason for p in workload.poison(*QUEUES, poison))
+    expected_dead[ConsumerDeadLetterReason.TEMPLATE_NOT_FOUND.value] += missing_template
+    assert rejected
+    assert missing_template
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["ok"] is True
+    assert summary["exit_codes"] == {"producer": 0, "consumer": 0, "emulator": 0}
+    assert summary["requests_sent"] == requests
+    assert summary["rejected"] == {"422": rejected}
+    assert summary["unexpected_status"] == 0
+    assert summary["accepted"] == summary["published"] == accepted
+    assert summary["accepted_meant_to_dead_letter"] == missing_template
+    assert summary["processed"] == accepted - missing_template
+    assert summary["audit_events_stored"] == audit
+    assert summary["notifications_delivered"] == accepted - audit - missing_template
+    assert summary["dead_lettered"] == dict(expected_dead)
+    assert summary["unaccounted"] == summary["dead_lettered_though_valid"] == 0
+    assert summary["meant_to_dead_letter_but_not"] == 0
+    # End to end runs from the first acceptance to the last processing (not from start-up),
+    # by the consumer's own records.
+    runs = processing_times(tmp_path / "consumer.db")
+    assert len(runs) == summary["processed"]
+    first = min(accepted_at for accepted_at, _ in runs)
+    last = max(done for _, done in runs)
+    assert summary["end_to_end"]["first_accepted_at"] == first.isoformat()
+    assert summary["end_to_end"]["last_processed_at"] == last.isoformat()
+    assert summary["end_to_end"]["events_per_second"] == pytest.approx(
+        len(runs) / (last - first).total_seconds()
+    )
+    http = summary["http_phase"]
+    assert http["requests_per_second"] == pytest.approx(requests / http["seconds"])
+    assert set(summary["latency_ms"]) == {"p50", "p95", "p99"}
+
+
+def processing_times(consumer_db: Path) -> list[tuple[datetime, datetime]]:
+    """(accepted at, processed at) of each stored audit event and delivered notification."""
+    with sqlite3.connect(consumer_db) as db:
+        rows = db.execute(
+            "SELECT accepted_at, recorded_at FROM audit_events UNION ALL "
+            "SELECT accepted_at, delivered_at FROM deliveries WHERE status = 'delivered'"
+        ).fetchall()
+    return [(utc(accepted), utc(done)) for accepted, done in rows]
+
+
+def utc(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -107,16 +107,39 @@ def test_image_is_multi_stage_on_a_pinned_slim_base(component: str) -> None:
     assert [stage[-1] for stage in stages] == ["build", "runtime"]
 
 
+def _makefile_uv_version() -> str:
+    match = re.search(r"^UV_VERSION := (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.M)
+    assert match, "the Makefile pins uv (UV_VERSION := x.y.z)"
+    return match.group(1)
+
+
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
-def test_image_installs_only_its_component(component: str) -> None:
+def test_image_installs_exactly_the_lock_for_its_component(component: str) -> None:
     instructions = _instructions(REPO_ROOT / "docker" / f"{component}.Dockerfile")
-    installs = [args for kind, args in instructions if kind == "RUN" and "pip install" in args]
-    assert installs == [f'/opt/venv/bin/pip install --no-cache-dir ".[{component}]"']
-    copied = {args.split()[0] for kind, args in instructions if kind == "COPY"}
+    build = instructions[: max(i for i, (kind, _) in enumerate(instructions) if kind == "FROM")]
+    runs = [args for kind, args in build if kind == "RUN"]
+    # uv from PyPI, the Makefile's version; then only `uv sync` of the locked extra.
+    assert runs[0] == f"pip install --no-cache-dir uv=={_makefile_uv_version()}"
+    sync = f"uv sync --locked --no-dev --extra {component}"
+    assert runs[1:] == [
+        f"{sync} --no-install-project --no-editable",
+        f"{sync} --no-editable",
+    ]
+    env = " ".join(args for kind, args in build if kind == "ENV")
+    assert "UV_PROJECT_ENVIRONMENT=/opt/venv" in env
+    assert "UV_PYTHON_DOWNLOADS=never" in env
+    # The lock is in the image's build context, and no version is repeated beside it.
+    copies = [args.split() for kind, args in build if kind == "COPY"]
+    assert copies[0] == ["pyproject.toml", "uv.lock", "./"], "dependencies before the code"
+    text = (REPO_ROOT / "docker" / f"{component}.Dockerfile").read_text()
+    assert re.findall(r"[\w.-]+==[\w.]+", text) == [f"uv=={_makefile_uv_version()}"]
+    copied = {args[0] for args in copies}
     other = ({"producer", "consumer"} - {component}).pop()
     assert component in copied
     assert not {other, "emulator", "tests", "tools", "."} & copied
-    assert "--from=build /opt/venv" in " ".join(a for k, a in instructions if k == "COPY")
+    runtime = instructions[len(build) :]
+    assert [a for k, a in runtime if k == "COPY"] == ["--from=build /opt/venv /opt/venv"]
+    assert not [a for k, a in runtime if k == "RUN" and ("pip" in a or "uv" in a.split())]
 
 
 @pytest.mark.parametrize("component", sorted(COMPONENTS))
@@ -146,7 +169,15 @@ def test_dockerignore_allows_only_what_the_images_need() -> None:
     ]
     assert lines[0] == "*", "allow-list: ignore everything, then re-include"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert {"pyproject.toml", "README.md", "contracts", "common", "producer", "consumer"} <= allowed
+    assert {
+        "pyproject.toml",
+        "uv.lock",
+        "README.md",
+        "contracts",
+        "common",
+        "producer",
+        "consumer",
+    } <= allowed
     assert not {"emulator", "tests", "tools", ".venv", ".venv-infra", "infra", ".git"} & allowed
 
 
@@ -165,16 +196,78 @@ def _steps(job: dict[str, Any]) -> list[dict[str, Any]]:
     return steps
 
 
-def test_pipeline_stages_test_build_deploy(pipeline: Any) -> None:
-    stages = {stage["stage"]: stage for stage in pipeline["stages"]}
-    assert list(stages) == ["test", "build", "deploy"]
+def _stages(pipeline: Any) -> dict[str, Any]:
+    return {stage["stage"]: stage for stage in pipeline["stages"]}
+
+
+def _test_steps(pipeline: Any) -> list[dict[str, Any]]:
+    (test_job,) = _stages(pipeline)["test"]["jobs"]
+    return _steps(test_job)
+
+
+def test_pipeline_stages_test_build_preview_deploy(pipeline: Any) -> None:
+    stages = _stages(pipeline)
+    assert list(stages) == ["test", "build", "preview", "deploy"]
     assert stages["build"]["dependsOn"] == "test"
-    assert stages["deploy"]["dependsOn"] == "build"
-    (test_job,) = stages["test"]["jobs"]
-    scripts = [step.get("script") for step in _steps(test_job)]
+    assert stages["preview"]["dependsOn"] == "build"
+    assert stages["deploy"]["dependsOn"] == "preview"
+    scripts = [step.get("script") for step in _test_steps(pipeline)]
     assert "make test" in scripts
-    (make_test,) = [step for step in _steps(test_job) if step.get("script") == "make test"]
+    (make_test,) = [step for step in _test_steps(pipeline) if step.get("script") == "make test"]
     assert make_test["env"]["CI"] == "true", "infra tools must be required in CI"
+
+
+def test_pipeline_installs_from_the_lock_with_a_cache_keyed_on_it(pipeline: Any) -> None:
+    steps = _test_steps(pipeline)
+    kinds = [step.get("task") or step.get("script") for step in steps]
+    (cache,) = [step for step in steps if step.get("task") == "Cache@2"]
+    key = [part.strip() for part in cache["inputs"]["key"].split("|")]
+    assert {"uv.lock", "infra/requirements-check.txt"} <= set(key)
+    (job,) = _stages(pipeline)["test"]["jobs"]
+    assert cache["inputs"]["path"] == "$(UV_CACHE_DIR)"
+    assert "UV_CACHE_DIR" in job["variables"]
+    # A stale lock fails its own step, before anything is installed; then make test,
+    # which installs with `uv sync --locked`. No version is named in the pipeline.
+    assert kinds.index("Cache@2") < kinds.index("make lock-check") < kinds.index("make test")
+    assert not re.search(r"pip install|==\d", PIPELINE_FILE.read_text())
+
+
+def test_pipeline_publishes_test_results_and_coverage(pipeline: Any) -> None:
+    steps = _test_steps(pipeline)
+    (make_test,) = [step for step in steps if step.get("script") == "make test"]
+    pytest_args = make_test["env"]["PYTEST_ARGS"].split()
+    junit = next(a.split("=", 1)[1] for a in pytest_args if a.startswith("--junitxml="))
+    assert "--cov" in pytest_args
+    coverage = next(a.split(":", 1)[1] for a in pytest_args if a.startswith("--cov-report=xml:"))
+    (results,) = [step for step in steps if step.get("task") == "PublishTestResults@2"]
+    assert results["inputs"]["testResultsFormat"] == "JUnit"
+    assert results["inputs"]["testResultsFiles"] == junit
+    (published,) = [s for s in steps if s.get("task") == "PublishCodeCoverageResults@2"]
+    assert published["inputs"]["summaryFileLocation"] == coverage
+    # Failed tests are exactly when the results matter.
+    assert results["condition"] == published["condition"] == "succeededOrFailed()"
+    assert "PYTEST_ARGS" in (REPO_ROOT / "Makefile").read_text()
+
+
+def _parameters(script: str) -> set[str]:
+    return set(re.findall(r"^\s+(\w+)=", script, re.MULTILINE))
+
+
+def test_pipeline_previews_changes_before_the_approved_deploy(pipeline: Any) -> None:
+    stages = _stages(pipeline)
+    (whatif_job,) = stages["preview"]["jobs"]
+    assert "environment" not in whatif_job, "the preview must not wait for the approvals"
+    (whatif,) = [s for s in _steps(whatif_job) if s.get("task", "").startswith("AzureCLI@")]
+    script = whatif["inputs"]["inlineScript"]
+    assert "az deployment sub what-if" in script
+    assert "--template-file infra/main.bicep" in script
+    assert "##vso[task.uploadsummary]" in script, "the changes are shown on the run's page"
+    assert "--output none" not in script
+    (deploy_job,) = stages["deploy"]["jobs"]
+    (create,) = [s for s in _steps(deploy_job) if s.get("task", "").startswith("AzureCLI@")]
+    assert _parameters(script) == _parameters(create["inputs"]["inlineScript"]), (
+        "the preview shows the deployment the deploy stage makes"
+    )
 
 
 def test_pipeline_names_connections_and_groups_by_parameter(pipeline: Any) -> None:

@@ -5,6 +5,7 @@ tests assert that checkov evaluated every file: no parsing errors, at least one 
 result per file, and the project's own checks (infra/checkov) loaded.
 """
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,8 +18,10 @@ from tests.infra.tools import (
     PIPELINE_FILE,
     REPO_ROOT,
     CheckovRun,
+    pipelines_schema,
     require_tool,
     tool_env,
+    vendored_pipelines_schema,
 )
 
 pytestmark = pytest.mark.xdist_group("infra")
@@ -121,7 +124,7 @@ def test_hadolint_is_clean(dockerfiles: list[Path]) -> None:
         )
 
 
-def test_pipeline_matches_azure_pipelines_schema() -> None:
+def test_pipeline_matches_azure_pipelines_schema(tmp_path: Path) -> None:
     # The schema's patterns are not valid Unicode-mode ECMAScript regexes (the default
     # variant crashes on them), hence the non-Unicode variant.
     completed = subprocess.run(
@@ -129,8 +132,10 @@ def test_pipeline_matches_azure_pipelines_schema() -> None:
             str(require_tool("check-jsonschema")),
             "--regex-variant",
             "nonunicode",
-            "--builtin-schema",
-            "vendor.azure-pipelines",
+            "--data-transform",
+            "azure-pipelines",
+            "--schemafile",
+            str(pipelines_schema(tmp_path)),
             str(PIPELINE_FILE),
         ],
         cwd=REPO_ROOT,
@@ -141,6 +146,19 @@ def test_pipeline_matches_azure_pipelines_schema() -> None:
         check=False,
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_pipelines_schema_only_gains_the_missing_task(tmp_path: Path) -> None:
+    """The schema used above is the vendored one plus one task entry, nothing else."""
+    extended = json.loads(pipelines_schema(tmp_path).read_text())
+    tasks = extended["definitions"]["task"]["anyOf"]
+    added = [t for t in tasks if "PublishCodeCoverageResults@2" in json.dumps(t["properties"])]
+    assert len(added) == 1
+    rest = [t for t in tasks if t is not added[0]]
+    original = json.loads(vendored_pipelines_schema())
+    assert rest == original["definitions"]["task"]["anyOf"]
+    del extended["definitions"]["task"]["anyOf"], original["definitions"]["task"]["anyOf"]
+    assert extended == original
 
 
 def test_bicep_cli_builds_and_lints(tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ PIPELINE_FILE = REPO_ROOT / "azure-pipelines.yml"
 CUSTOM_CHECKS_DIR = INFRA_DIR / "checkov"
 
 INSTALL_HINT = (
-    "create it with `python3 -m venv .venv-infra && "
-    ".venv-infra/bin/python -m pip install -r infra/requirements-check.txt` "
-    "(or `make infra-tools`), or point INFRA_TOOLS_BIN at another bin directory"
+    "create it with `make infra-tools` (uv pip sync of the lock infra/requirements-check.txt; "
+    "without uv: `python3 -m venv .venv-infra && .venv-infra/bin/python -m pip install "
+    "-r infra/requirements-check.txt`), or point INFRA_TOOLS_BIN at another bin directory"
 )
 
 
@@ -165,3 +165,65 @@ def load_yaml(path: Path) -> Any:
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(completed.stdout)
+
+
+# PublishCodeCoverageResults@2 as documented at
+# https://learn.microsoft.com/azure/devops/pipelines/tasks/reference/publish-code-coverage-results-v2
+# (the vendored schema, generated from an older task list, has only the deprecated @1).
+_COVERAGE_V2_TASK: dict[str, Any] = {
+    "properties": {
+        "task": {
+            "description": "Publish code coverage results v2",
+            "ignoreCase": "value",
+            "pattern": "^PublishCodeCoverageResults@2$",
+        },
+        "inputs": {
+            "description": "Publish code coverage results v2 inputs",
+            "properties": {
+                "summaryFileLocation": {"type": "string", "ignoreCase": "key"},
+                "pathToSources": {"type": "string", "ignoreCase": "key"},
+                "failIfCoverageEmpty": {"type": "boolean", "ignoreCase": "key"},
+            },
+            "additionalProperties": False,
+            "required": ["summaryFileLocation"],
+        },
+    },
+    "firstProperty": ["task"],
+    "required": ["task", "inputs"],
+}
+
+
+def vendored_pipelines_schema() -> str:
+    """The Azure Pipelines schema that check-jsonschema ships, as JSON text."""
+    completed = subprocess.run(
+        [
+            str(require_tool("python")),
+            "-c",
+            "import importlib.resources as r, sys; sys.stdout.write(r.files("
+            "'check_jsonschema.builtin_schemas.vendor').joinpath('azure-pipelines.json')"
+            ".read_text(encoding='utf-8'))",
+        ],
+        cwd=REPO_ROOT,
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return completed.stdout
+
+
+def pipelines_schema(directory: Path) -> Path:
+    """The vendored schema plus ``PublishCodeCoverageResults@2``, written into ``directory``.
+
+    Returns:
+        Path of the JSON schema file (the vendored one unchanged if it knows the task).
+    """
+    schema = json.loads(vendored_pipelines_schema())
+    tasks: list[dict[str, Any]] = schema["definitions"]["task"]["anyOf"]
+    if not any("PublishCodeCoverageResults@2" in json.dumps(t.get("properties")) for t in tasks):
+        tasks.append(_COVERAGE_V2_TASK)
+    path = directory / "azure-pipelines.schema.json"
+    path.write_text(json.dumps(schema))
+    return path

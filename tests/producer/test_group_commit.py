@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from contracts import AuditEvent, EventEnvelope, new_envelope
 from producer import ProducerSettings, create_app, open_event_publisher
-from producer.errors import DuplicateEventError, EventNotFoundError
+from producer.errors import DuplicateEventError, EventNotFoundError, OutboxUnavailableError
 from producer.outbox.models import OutboxStatus
 from producer.publisher import AcceptedEvent, EventPublisher, Submission
 from tests.conftest import AUDIT_QUEUE
@@ -247,3 +247,18 @@ def test_the_group_commit_linger_is_a_short_duration(
     )
     with pytest.raises(ValidationError, match="group_commit_linger"):
         make_settings(connection_string, group_commit_linger=5)
+
+
+async def test_a_request_still_waiting_for_its_group_at_shutdown_gets_an_answer(
+    connection_string: str, make_settings: Callable[..., ProducerSettings]
+) -> None:
+    # A long linger keeps the lone request waiting for a group that never fills.
+    settings = lingering(make_settings(connection_string), 60)
+    async with open_event_publisher(settings) as publisher:
+        await asyncio.gather(*(publisher.publish(audit(f"W-a{n}")) for n in range(8)))
+        waiting = asyncio.create_task(publisher.publish(audit("W-alone")))
+        done, _ = await asyncio.wait([waiting], timeout=0.5)
+        assert not done
+    # The publisher closed: the caller is told its event was not accepted, not left hanging.
+    with pytest.raises(OutboxUnavailableError, match="closed before the event was committed"):
+        await asyncio.wait_for(waiting, timeout=30)

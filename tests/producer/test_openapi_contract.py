@@ -3,8 +3,12 @@
 Property-based: schemathesis generates valid and invalid requests for every operation of
 the document, sends them to the producer over loopback (uvicorn, the emulator behind it,
 an API key) and runs all its checks on each answer: no 5xx, status codes, content types,
-headers and bodies as documented, invalid requests rejected. Seeded and bounded, so a run
-is reproducible and short.
+headers and bodies as documented, valid requests accepted and invalid ones rejected, on
+every operation, event bodies included. Seeded and bounded, so a run is reproducible and
+short. Two things the document cannot state are handled in the open: a :func:`map_body`
+hook moves generated event times into the range the models accept (``deliver_at`` within
+its creation window, every time within years 0001-9999 in UTC), and 413 counts as a
+rejection (a byte limit, not a schema rule).
 
 The operations are collected from the app's document when the module is imported
 (schemathesis's lazy ``from_fixture`` loader does not work with pytest 9);

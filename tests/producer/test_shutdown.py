@@ -18,7 +18,7 @@ from contracts import AuditEvent, NotificationEvent
 from producer import ProducerSettings, open_event_publisher
 from producer.outbox.models import OutboxStatus
 from producer.publisher import EventPublisher
-from producer.shutdown import ShutdownDeadline
+from producer.shutdown import MIN_CLOSE_TIME, ShutdownDeadline
 from producer.transport import ServiceBusTransport
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
 from tests.producer.conftest import AUDIT, NOTIFICATION, receive
@@ -173,3 +173,23 @@ async def test_an_accepted_event_left_unpublished_at_the_deadline_is_sent_at_the
         assert await _published(publisher, [accepted.id])
     audit = await asyncio.to_thread(receive, connection_string, AUDIT_QUEUE, 1)
     assert [str(m.message_id) for m in audit] == [accepted.id]
+
+
+def test_one_deadline_from_the_first_signal_splits_the_grace_period() -> None:
+    now = [100.0]
+    deadline = ShutdownDeadline(10, clock=lambda: now[0])
+    assert deadline.left() == 10, "nothing counts down before the signal"
+    assert deadline.http_drain_seconds() == 8, "requests end by the reserve (2 s)"
+
+    deadline.start()
+    now[0] += 3
+    deadline.start()  # a second signal does not move it
+    assert deadline.left() == 7
+    assert deadline.work_left() == 5
+    now[0] += 9
+    assert deadline.work_left() == 0
+    assert deadline.close_left() == MIN_CLOSE_TIME, "closes still get their minimum"
+
+    short = ShutdownDeadline(1)
+    assert short.reserve == 0.5, "at most half of a short grace period is reserved"
+    assert short.http_drain_seconds() == 0
