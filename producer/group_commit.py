@@ -7,8 +7,8 @@ published in one ``ServiceBusMessageBatch`` send and one ``UPDATE``. Those costs
 per group, so the fewer requests a group holds, the more CPU each request costs
 (docs/benchmarks/findings.md, section 12).
 
-Why groups can wait a little (the *linger*, off unless ``PRODUCER_GROUP_COMMIT_LINGER``
-is set; its setting says why): under a steady load of N concurrent clients the
+Why groups can wait a little (the *linger*, ``PRODUCER_GROUP_COMMIT_LINGER``, 5 ms by
+default; its setting says why): under a steady load of N concurrent clients the
 requests split into cohorts. While one cohort's transaction commits, the requests that
 arrive meanwhile form the next group, and the two cohorts then alternate for good: at
 eight clients, groups of 3 and 5 instead of 8. So when the requests waiting are fewer than

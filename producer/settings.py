@@ -98,10 +98,9 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             last group held; 0 commits at once. Larger groups cost less CPU per request
             (``producer.group_commit``): with eight clients, 5 ms merged their two
             cohorts into one group in every benchmark run (+10-31 % requests/s at
-            concurrency 8). Off by default: with 5 ms, 5 of 10 end-to-end runs at 100
-            events/s saw a few consecutive messages reach the consumer 2-5 s late,
-            although they were published within milliseconds, and the cause is not found
-            yet (docs/benchmarks/findings.md, section 12).
+            concurrency 8). The late messages once seen with it (2-5 s) were receivers
+            holding link credit while idle, fixed in the consumer
+            (``consumer.runtime.credit``; docs/benchmarks/findings.md, section 13).
         relay_poll_interval: How often an idle relay looks for pending rows that no
             notification told it about (other replicas' leases that expired, restarts).
         relay_lease: How long a claimed row is reserved for the claiming replica; a crashed
@@ -148,7 +147,9 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     publish_batch_size: int = Field(500, ge=1, le=4500)
     senders_per_queue: int = Field(2, ge=1, le=8)
     servicebus_operation_timeout: Duration = Field(timedelta(seconds=30), gt=timedelta(0))
-    group_commit_linger: Duration = Field(timedelta(0), ge=timedelta(0), le=timedelta(seconds=1))
+    group_commit_linger: Duration = Field(
+        timedelta(milliseconds=5), ge=timedelta(0), le=timedelta(seconds=1)
+    )
     relay_poll_interval: Duration = Field(timedelta(seconds=2), gt=timedelta(0))
     relay_lease: Duration = Field(timedelta(seconds=60), gt=timedelta(0))
     relay_backoff_initial: Duration = Field(timedelta(seconds=0.5), gt=timedelta(0))

@@ -16,8 +16,9 @@ if a settlement or lock renewal is reading the connection (a wasted round trip, 
 message goes back to the end of the line), or only on the SDK's keep-alive, about every
 5 s, if the receiver idles -- the message then reaches a handler seconds late (issue 22;
 the emulator's protocol notes, PROTOCOL.md, "Link credit outlives a receive call").
-Measured before this module, at 100 events/s end to end about 40 % of messages were
-released once.
+In end-to-end runs at 100 events/s on a busy 2-core machine the emulator got 54 to 585
+``released`` outcomes per 650 events before this module, 8 to 121 after (messages in
+flight when the credit was taken back; see the last paragraph).
 
 So the consumer keeps credit with receiving receivers only:
 

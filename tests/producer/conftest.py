@@ -17,7 +17,9 @@ from contracts import EventEnvelope
 from emulator.testing import run_emulator
 from producer import ProducerSettings
 from producer.apikeys import new_api_key
+from producer.outbox.models import OutboxStatus
 from producer.outbox.repository import NewEvent
+from producer.publisher import EventPublisher
 from tests.conftest import AUDIT_QUEUE, queues_config
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -189,3 +191,15 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, every: f
         if time.monotonic() >= deadline:
             return False
         time.sleep(every)
+
+
+async def all_published(publisher: EventPublisher, ids: list[str]) -> bool:
+    """Wait until every row is ``published`` (the fast path marks them after the send)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while loop.time() < deadline:
+        records = [await publisher.get(i) for i in ids]
+        if all(r.status is OutboxStatus.PUBLISHED for r in records):
+            return True
+        await asyncio.sleep(0.1)
+    return False

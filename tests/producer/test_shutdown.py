@@ -16,12 +16,10 @@ from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
 
 from contracts import AuditEvent, NotificationEvent
 from producer import ProducerSettings, open_event_publisher
-from producer.outbox.models import OutboxStatus
-from producer.publisher import EventPublisher
 from producer.shutdown import MIN_CLOSE_TIME, ShutdownDeadline
 from producer.transport import ServiceBusTransport
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
-from tests.producer.conftest import AUDIT, NOTIFICATION, receive
+from tests.producer.conftest import AUDIT, NOTIFICATION, all_published, receive
 
 SenderClose = Callable[[ServiceBusSender], Awaitable[None]]
 
@@ -103,17 +101,6 @@ async def test_transport_closes_the_senders_of_every_queue_at_once(
     assert probe.most_at_once == len(probe.started)
 
 
-async def _published(publisher: EventPublisher, ids: list[str]) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while loop.time() < deadline:
-        records = [await publisher.get(i) for i in ids]
-        if all(r.status is OutboxStatus.PUBLISHED for r in records):
-            return True
-        await asyncio.sleep(0.1)
-    return False
-
-
 @pytest.mark.timeout(60)  # without the deadline, a close that never ends hangs the exit
 async def test_closes_that_never_end_are_given_up_at_the_deadline_and_nothing_is_lost(
     connection_string: str,
@@ -130,7 +117,7 @@ async def test_closes_that_never_end_are_given_up_at_the_deadline_and_nothing_is
             await publisher.publish(AuditEvent.model_validate(AUDIT)),
             await publisher.publish(NotificationEvent.model_validate(NOTIFICATION)),
         ]
-        assert await _published(publisher, [a.id for a in accepted])
+        assert await all_published(publisher, [a.id for a in accepted])
         probe = wrap_close(hang=True)
         probe.deadline = deadline
 
@@ -170,7 +157,7 @@ async def test_an_accepted_event_left_unpublished_at_the_deadline_is_sent_at_the
     monkeypatch.setattr(ServiceBusSender, "send_messages", original_send)
 
     async with open_event_publisher(settings) as publisher:
-        assert await _published(publisher, [accepted.id])
+        assert await all_published(publisher, [accepted.id])
     audit = await asyncio.to_thread(receive, connection_string, AUDIT_QUEUE, 1)
     assert [str(m.message_id) for m in audit] == [accepted.id]
 
