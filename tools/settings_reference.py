@@ -74,6 +74,19 @@ OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
         "Export over OTLP/HTTP when `*_TELEMETRY_EXPORTER` is `auto`; the other standard "
         "`OTEL_EXPORTER_OTLP_*` variables apply.",
     ),
+    (
+        "OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG",
+        "both",
+        "The standard sampler choice (default `parentbased_always_on`; e.g. "
+        "`parentbased_traceidratio` with a fraction from 0 to 1); a bad value is named in one "
+        "WARNING and the default used.",
+    ),
+    (
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY",
+        "both",
+        "Batch span export: spans leave in batches of up to 2,048 from a queue of 8,192 "
+        "unless these standard variables say otherwise, at least every 5 s.",
+    ),
     ("OTEL_SDK_DISABLED", "both", "`true` turns all telemetry export off."),
     (
         "OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES",
