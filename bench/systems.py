@@ -105,13 +105,7 @@ def start_producer(
     }
     process = ManagedProcess("producer", "producer", env=env, log_dir=workdir)
     service = Service(process, f"http://127.0.0.1:{port}", port, {"X-API-Key": API_KEY})
-    if wait:
-        try:
-            process.wait_http_ok(f"{service.base_url}/healthz", timeout=60)
-        except BaseException:
-            process.stop()
-            raise
-    return service
+    return _serving(service, "healthz") if wait else service
 
 
 def start_consumer(
@@ -138,12 +132,7 @@ def start_consumer(
     }
     process = ManagedProcess("consumer", "consumer", env=env, log_dir=workdir)
     service = Service(process, f"http://127.0.0.1:{port}", port)
-    try:
-        process.wait_http_ok(f"{service.base_url}/readyz", timeout=60)
-    except BaseException:
-        process.stop()
-        raise
-    return service
+    return _serving(service, "readyz")
 
 
 def start_sink(workdir: Path) -> Service:
@@ -156,12 +145,7 @@ def start_sink(workdir: Path) -> Service:
         "otlp-sink", "bench.otlp_sink", args=["--port", str(port)], log_dir=workdir
     )
     service = Service(process, f"http://127.0.0.1:{port}", port)
-    try:
-        process.wait_http_ok(f"{service.base_url}/healthz", timeout=60)
-    except BaseException:
-        process.stop()
-        raise
-    return service
+    return _serving(service, "healthz")
 
 
 async def sink_requests(sink: Service) -> dict[str, int]:
@@ -178,12 +162,7 @@ def start_app(workdir: Path, kind: str, env: dict[str, str] | None = None) -> Se
         kind, "bench.apps", args=[kind, "--port", str(port)], env=env, log_dir=workdir
     )
     service = Service(process, f"http://127.0.0.1:{port}", port)
-    try:
-        process.wait_http_ok(f"{service.base_url}/healthz", timeout=60)
-    except BaseException:
-        process.stop()
-        raise
-    return service
+    return _serving(service, "healthz")
 
 
 class CpuSampler:
@@ -290,3 +269,13 @@ async def get_json(url: str, headers: dict[str, str] | None = None) -> dict[str,
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
+
+
+def _serving(service: Service, path: str) -> Service:
+    """``service`` once ``GET /<path>`` answers 200 (60 s at most); stopped if it never does."""
+    try:
+        service.process.wait_http_ok(f"{service.base_url}/{path}", timeout=60)
+    except BaseException:
+        service.process.stop()
+        raise
+    return service

@@ -109,9 +109,7 @@ async def test_a_protocol_violation_closes_only_that_connection(guarded: Emulato
     client = RawClient(guarded.port)
     try:
         client.open()
-        # A transfer on link handle 5, which was never attached.
-        transfer = b"\x00\x53\x14\xc0\x08\x03\x52\x05\x52\x00\xa0\x01x" + b"payload"
-        client.sock.sendall(struct.pack(">IBBH", 8 + len(transfer), 2, 0, 0) + transfer)
+        _transfer_on_unattached_link(client)
         assert socket_closed_by_peer(client.sock, within=5)
     finally:
         client.close()
@@ -246,10 +244,15 @@ async def test_a_protocol_violation_is_warned_about(
     client = RawClient(guarded.port)
     try:
         client.open()
-        transfer = b"\x00\x53\x14\xc0\x08\x03\x52\x05\x52\x00\xa0\x01x" + b"payload"
-        client.sock.sendall(struct.pack(">IBBH", 8 + len(transfer), 2, 0, 0) + transfer)
+        _transfer_on_unattached_link(client)
         assert socket_closed_by_peer(client.sock, within=5)
     finally:
         client.close()
 
     assert (await _logged(caplog, logging.WARNING)).startswith("connection error: amqp:")
+
+
+def _transfer_on_unattached_link(client: RawClient) -> None:
+    """Send a transfer on link handle 5, which was never attached (a protocol violation)."""
+    transfer = b"\x00\x53\x14\xc0\x08\x03\x52\x05\x52\x00\xa0\x01x" + b"payload"
+    client.sock.sendall(struct.pack(">IBBH", 8 + len(transfer), 2, 0, 0) + transfer)
