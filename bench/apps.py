@@ -113,8 +113,8 @@ def direct_app(connection_string: str, queue: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with ServiceBusClient.from_connection_string(connection_string) as client:
             state["client"] = client
-            # Open the links now, not during the measured load (attaching one takes tens
-            # of milliseconds); the pool still grows past this if more are in flight.
+            # Open the links now, not during the measured load (attaching one is slow:
+            # findings §14.21); the pool still grows past this if more are in flight.
             for _ in range(PREOPENED_SENDERS):
                 sender = client.get_queue_sender(queue)
                 await sender.__aenter__()

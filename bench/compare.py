@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.report.cells import md_table
+
 Doc = dict[str, Any]
 DASH = "\u2013"
 
@@ -84,25 +86,28 @@ def _target_value(target: Doc) -> str:
 
 def compare(before: Doc, after: Doc) -> str:
     """The Markdown comparison of two result documents."""
-    lines = [
+    intro = (
         f"Before: {before['machine']['date']} ({before['mode']}, git {before['machine']['git']}); "
-        f"after: {after['machine']['date']} ({after['mode']}, git {after['machine']['git']}).",
-        "",
-        "| target | before | after | goal (>=, or <= for latency) | met after |",
-        "|---|---|---|---|---|",
-    ]
+        f"after: {after['machine']['date']} ({after['mode']}, git {after['machine']['git']})."
+    )
     earlier = {t["name"]: t for t in before.get("targets", [])}
+    targets = []
     for t in after.get("targets", []):
         if t.get("pending"):
-            lines.append(f"| {t['name']} | {DASH} | {DASH} | {t['goal_text']} | {t['detail']} |")
+            targets.append([t["name"], DASH, DASH, t["goal_text"], t["detail"]])
             continue
         old = earlier.get(t["name"])
         goal = _target_value({**t, "value": t["target"]})
-        lines.append(
-            f"| {t['name']} | {_target_value(old) if old else DASH} | {_target_value(t)} "
-            f"| {goal} | {'yes' if t['met'] else 'no'} |"
+        targets.append(
+            [
+                t["name"],
+                _target_value(old) if old else DASH,
+                _target_value(t),
+                goal,
+                "yes" if t["met"] else "no",
+            ]
         )
-    lines += ["", "| figure (median) | before | after | change |", "|---|---|---|---|"]
+    figures = []
     old_rows = {label: value for label, value, _ in _headlines(before)}
     for label, value, digits in _headlines(after):
         old_value = old_rows.get(label, math.nan)
@@ -111,8 +116,15 @@ def compare(before: Doc, after: Doc) -> str:
             if old_value and not math.isnan(old_value) and not math.isnan(value)
             else DASH
         )
-        lines.append(f"| {label} | {_num(old_value, digits)} | {_num(value, digits)} | {change} |")
-    return "\n".join(lines) + "\n"
+        figures.append([label, _num(old_value, digits), _num(value, digits), change])
+    target_header = ["target", "before", "after", "goal (>=, or <= for latency)", "met after"]
+    figure_header = ["figure (median)", "before", "after", "change"]
+    return (
+        "\n".join(
+            [intro, "", md_table(target_header, targets), "", md_table(figure_header, figures)]
+        )
+        + "\n"
+    )
 
 
 def _read(path: str) -> Doc:

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--telemetry shipped needs OTEL_EXPORTER_OTLP_ENDPOINT")
         settings = TelemetrySettings(environment="production")
         telemetry = configure_telemetry("consumer", settings)
-    # The same event loop as the consumer's own process (consumer/cli.py).
+    # The same event loop as the consumer's own process (consumer/cli/worker.py).
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
         result = runner.run(
             run(

@@ -1,12 +1,12 @@
-"""Trace context on Service Bus messages and OpenTelemetry messaging attribute names.
+"""Trace context on Service Bus messages.
 
 Context travels in application properties ``traceparent`` / ``tracestate`` (W3C Trace
 Context) and ``Diagnostic-Id`` (the same traceparent value, which .NET and Azure Functions
 consumers read), as the Azure SDKs do:
 https://learn.microsoft.com/azure/service-bus-messaging/service-bus-end-to-end-tracing
 
-Attribute names follow the OpenTelemetry messaging semantic conventions
-(https://opentelemetry.io/docs/specs/semconv/messaging/azure-messaging/).
+Span attribute names come from ``opentelemetry-semantic-conventions``; the few the
+conventions do not define are in :mod:`common.span_attributes`.
 """
 
 from collections.abc import Mapping
@@ -14,21 +14,6 @@ from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-MESSAGING_SYSTEM = "servicebus"
-
-# Attribute keys (OpenTelemetry messaging semantic conventions).
-SYSTEM = "messaging.system"
-DESTINATION = "messaging.destination.name"
-OPERATION_NAME = "messaging.operation.name"
-OPERATION_TYPE = "messaging.operation.type"
-MESSAGE_ID = "messaging.message.id"
-CONVERSATION_ID = "messaging.message.conversation_id"
-BATCH_COUNT = "messaging.batch.message_count"
-DELIVERY_COUNT = "messaging.servicebus.message.delivery_count"
-ENQUEUED_TIME = "messaging.servicebus.message.enqueued_time"
-DISPOSITION = "messaging.servicebus.disposition_status"
-ERROR_TYPE = "error.type"
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -87,19 +72,7 @@ def context_from_properties(
 
 
 __all__ = [
-    "BATCH_COUNT",
-    "CONVERSATION_ID",
-    "DELIVERY_COUNT",
-    "DESTINATION",
     "DIAGNOSTIC_ID",
-    "DISPOSITION",
-    "ENQUEUED_TIME",
-    "ERROR_TYPE",
-    "MESSAGE_ID",
-    "MESSAGING_SYSTEM",
-    "OPERATION_NAME",
-    "OPERATION_TYPE",
-    "SYSTEM",
     "TRACEPARENT",
     "TRACESTATE",
     "TRACE_KEYS",

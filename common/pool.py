@@ -1,13 +1,14 @@
 """Engines for server databases whose pool pings only connections idle long enough to be stale.
 
 SQLAlchemy's ``pool_pre_ping`` pings on *every* checkout: with asyncpg, a round trip to the
-server and ~100 µs of CPU per transaction. Under load a pooled connection is back in use
-within milliseconds and cannot have gone stale unnoticed, so the ping bought nothing there
-and cost ~15 % of the producer's accept rate on PostgreSQL at concurrency 8. This keeps
-the ping for connections that sat in the pool for ``idle_seconds`` or more (after a quiet
-spell, a database restart, a failover, an idle timeout in a proxy), with the pool's
-documented recovery: a ``DisconnectionError`` raised from the ``checkout`` event makes the
-pool discard that connection and check out another, up to three times
+server, and the CPU it takes, on every transaction. Under load a pooled connection is back
+in use within milliseconds and cannot have gone stale unnoticed, so the ping bought nothing
+there and cost a measurable share of the producer's accept rate on PostgreSQL
+(docs/benchmarks/findings.md §14.16). This keeps the ping for connections that sat in the
+pool for ``idle_seconds`` or more (after a quiet spell, a database restart, a failover, an
+idle timeout in a proxy), with the pool's documented recovery: a ``DisconnectionError``
+raised from the ``checkout`` event makes the pool discard that connection and check out
+another, up to three times
 (https://docs.sqlalchemy.org/en/20/core/pooling.html#disconnect-handling-pessimistic,
 "custom/legacy pessimistic ping").
 

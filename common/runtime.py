@@ -9,10 +9,10 @@ def freeze_startup_objects() -> None:
     """Keep what start-up allocated out of the cyclic garbage collector's full collections.
 
     A full (generation 2) collection traverses every tracked object. A started producer or
-    consumer holds ~150,000 long-lived ones (modules, pydantic and FastAPI schemas,
-    SQLAlchemy metadata, the Service Bus SDK); under load a full collection ran every 5-10 s
-    and stopped the event loop for 80-110 ms on a 2-core benchmark machine, which is the
-    99th percentile of end-to-end latency at 300 events/s. ``gc.freeze()`` moves them to
+    consumer holds a great many long-lived ones (modules, pydantic and FastAPI schemas,
+    SQLAlchemy metadata, the Service Bus SDK); under load full collections ran every few
+    seconds and each stopped the event loop long enough to set the tail of end-to-end
+    latency (docs/benchmarks/findings.md §14.17). ``gc.freeze()`` moves them to
     the permanent generation, so later collections traverse only what was allocated after
     (https://docs.python.org/3/library/gc.html#gc.freeze). Call once, when start-up is done;
     frozen objects are never freed, so not from code that runs repeatedly (tests).

@@ -7,7 +7,8 @@ it where those are absent
 Our own ``create <queue>`` span (:mod:`producer.telemetry`) is the per-message span of the
 OpenTelemetry messaging conventions, and its context is already on the message
 (:func:`common.messaging.trace_properties`), so the SDK's span was a second span per
-message that nothing pointed to: a third of the producer's spans, and of its export cost.
+message that nothing pointed to, a large share of the producer's spans and of its export
+cost (docs/benchmarks/findings.md §14.23).
 
 :class:`ServiceBusSdkSpan` is the azure-core OpenTelemetry span type with that one span
 replaced by the current span (nothing recorded); the SDK's send, receive and settlement

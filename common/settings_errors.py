@@ -6,6 +6,8 @@ generic message; the operator set ``CONSUMER_EMAIL_RETRY__DELAYED_ATTEMPTS`` (or
 pydantic-settings class back to the variable, using the class's ``env_prefix``,
 ``env_nested_delimiter`` and aliases the way pydantic-settings reads them
 (https://docs.pydantic.dev/latest/concepts/pydantic_settings/#parsing-environment-variable-values).
+A settings group (a field typed as another ``BaseSettings`` class,
+:mod:`common.settings_groups`) maps to the group's own variables (``CONSUMER_SMTP_PORT``).
 pydantic-settings has no such reverse mapping, hence this module.
 """
 
@@ -14,12 +16,15 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final, get_args
 
 from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsError
+
+from common.settings_groups import settings_group
 
 __all__ = ["describe_settings_error"]
 
@@ -78,7 +83,7 @@ def describe_settings_error(
 
 
 def _problem(detail: ErrorDetails, settings: type[BaseSettings], env: Mapping[str, str]) -> str:
-    loc = tuple(detail["loc"])
+    settings, loc = _owner(settings, tuple(detail["loc"]))
     target = _variable(settings, loc, env)
     message = _message(detail)
     field = target.field
@@ -102,7 +107,20 @@ def _settings_error_problem(
         reason = str(cause) if cause is not None else str(error)
     if match is None:
         return reason
-    return f"{_variable(settings, (match['field'],), env).variable}: {reason}"
+    owner, loc = _owner(settings, (match["field"],))
+    variable = _variable(owner, loc, env).variable
+    return f"{variable}: {reason}" if variable else reason
+
+
+def _owner(settings: type[BaseSettings], loc: Location) -> tuple[type[BaseSettings], Location]:
+    """The settings class whose variables ``loc`` names, and ``loc`` relative to it: a
+    settings group's fields are its own class's variables."""
+    while loc and (found := _field(settings, loc[0])) is not None:
+        group = settings_group(found[1].annotation)
+        if group is None:
+            break
+        settings, loc = group, loc[1:]
+    return settings, loc
 
 
 def _message(detail: ErrorDetails) -> str:
@@ -216,7 +234,9 @@ def _rename_fields(
 
 
 def _showable(value: object, target: _Target) -> bool:
-    if target.field is None or target.name is None or not isinstance(value, str | int | float):
+    if target.field is None or target.name is None:
+        return False
+    if not isinstance(value, str | int | float | timedelta):
         return False  # model-level inputs are whole dicts, secrets included
     secret = (SecretStr, SecretBytes)
     annotation = target.field.annotation
@@ -226,6 +246,8 @@ def _showable(value: object, target: _Target) -> bool:
 
 
 def _short(value: object) -> str:
+    if isinstance(value, timedelta):  # a Duration fails its bounds after parsing
+        return f"{value.total_seconds():g} s"
     text = _URL_PASSWORD.sub(r"//\1:***@", repr(value))
     return text if len(text) <= _MAX_INPUT_CHARS else f"{text[: _MAX_INPUT_CHARS - 4]}...'"
 

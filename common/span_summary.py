@@ -19,7 +19,14 @@ import logging
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_SERVICEBUS_DISPOSITION_STATUS,
+)
+from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
 from opentelemetry.trace import NonRecordingSpan, SpanKind, StatusCode
+
+from common.span_attributes import SERVICEBUS_DEAD_LETTER_REASON
 
 logger = logging.getLogger(__name__)
 
@@ -37,17 +44,17 @@ def summary_line(span: ReadableSpan) -> str | None:
         return None
     attributes = span.attributes or {}
     parts = [span.name]
-    message_id = attributes.get("messaging.message.id")
+    message_id = attributes.get(MESSAGING_MESSAGE_ID)
     if message_id is not None:
         parts.append(str(message_id))
-    outcome = attributes.get("http.response.status_code") or attributes.get(
-        "messaging.servicebus.disposition_status"
+    outcome = attributes.get(HTTP_RESPONSE_STATUS_CODE) or attributes.get(
+        MESSAGING_SERVICEBUS_DISPOSITION_STATUS
     )
     if outcome is not None:
         parts.append(f"-> {outcome}")
     if span.start_time is not None and span.end_time is not None:
         parts.append(f"in {(span.end_time - span.start_time) / 1e6:.1f} ms")
-    detail = attributes.get("messaging.servicebus.dead_letter_reason")
+    detail = attributes.get(SERVICEBUS_DEAD_LETTER_REASON)
     if detail is None and span.status.status_code is StatusCode.ERROR:
         detail = span.status.description
     if detail:

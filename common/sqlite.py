@@ -3,9 +3,9 @@
 aiosqlite runs every call of the sqlite3 API on a thread of its own, one round trip per
 call; SQLAlchemy's async adapter makes three or four such calls per statement (open a
 cursor, execute, fetch, close) plus one for ``BEGIN`` and one for the pool's rollback
-when a connection is returned. On a 2-core machine a round trip costs 60-100 µs of CPU
-(thread wake-up and hand-over of the GIL), more than the statement itself, so a small
-write transaction cost ~2 ms of CPU, most of it in thread hand-overs.
+when a connection is returned. A round trip costs more CPU than the statement itself
+(thread wake-up and hand-over of the GIL), so most of a small write transaction's CPU went
+to thread hand-overs (docs/benchmarks/findings.md §14.18).
 
 :class:`OneTripConnection` keeps aiosqlite (its thread, its lifecycle, everything
 SQLAlchemy's ``sqlite+aiosqlite`` dialect relies on) and changes only how statements

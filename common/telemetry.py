@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Literal
@@ -57,8 +58,18 @@ from opentelemetry.sdk.trace.sampling import (
     Sampler,
     TraceIdRatioBased,
 )
-from pydantic import BaseModel
+from opentelemetry.semconv._incubating.attributes.deployment_attributes import (
+    DEPLOYMENT_ENVIRONMENT_NAME,
+)
+from opentelemetry.semconv._incubating.attributes.service_attributes import (
+    SERVICE_INSTANCE_ID,
+    SERVICE_NAME,
+    SERVICE_NAMESPACE,
+    SERVICE_VERSION,
+)
+from pydantic import BaseModel, Field
 
+from common.durations import Duration
 from common.logs import configure_logging
 from common.span_stream import BatchedStreamSpanExporter, json_line, pretty_json
 from common.span_summary import SpanSummaryProcessor
@@ -98,7 +109,7 @@ class TelemetrySettings(BaseModel):
             delivery instead of exported spans.
         telemetry_exporter: ``auto`` (see module docstring), or force one.
         telemetry_file: JSON-lines file for spans and metrics (exporter ``file``).
-        metric_export_interval: Seconds between metric exports.
+        metric_export_interval: Time between metric exports.
         log_format: ``text`` or ``json``; default text in development, JSON otherwise.
         log_level: Python logging level name.
     """
@@ -106,7 +117,7 @@ class TelemetrySettings(BaseModel):
     environment: str = "development"
     telemetry_exporter: Exporter = "auto"
     telemetry_file: Path | None = None
-    metric_export_interval: float = 10.0
+    metric_export_interval: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
     log_format: LogFormat | None = None
     log_level: str = "INFO"
 
@@ -230,11 +241,11 @@ def build_resource(service_name: str, environment: str) -> Resource:
     """
     return Resource.create(
         {
-            "service.name": service_name,
-            "service.namespace": "servicebus-events",
-            "service.version": package_version(),
-            "service.instance.id": f"{socket.gethostname()}-{os.getpid()}",
-            "deployment.environment.name": environment,
+            SERVICE_NAME: service_name,
+            SERVICE_NAMESPACE: "servicebus-events",
+            SERVICE_VERSION: package_version(),
+            SERVICE_INSTANCE_ID: f"{socket.gethostname()}-{os.getpid()}",
+            DEPLOYMENT_ENVIRONMENT_NAME: environment,
         }
     )
 
@@ -373,7 +384,8 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
         span_exporter, metric_exporter = exporters(exporter, settings, telemetry)
         tracer_provider.add_span_processor(batch_processor(span_exporter))
         reader = PeriodicExportingMetricReader(
-            metric_exporter, export_interval_millis=settings.metric_export_interval * 1000
+            metric_exporter,
+            export_interval_millis=settings.metric_export_interval.total_seconds() * 1000,
         )
         meter_provider = MeterProvider(
             resource=resource, metric_readers=[reader], shutdown_on_exit=False
@@ -393,11 +405,11 @@ def configure_telemetry(service_name: str, settings: TelemetrySettings) -> Telem
 SPAN_EXPORT_BATCH = 2048
 """Spans per export call (the SDK's default is 512).
 
-Measured on the producer at c = 32 with OTLP to a loopback collector: beside encoding,
-each export costs an HTTP request through ``requests`` (~8 ms of CPU on the benchmark
-machine), a quarter of the exporter thread's time at 512 spans per call. Four times fewer
-calls leave encoding as nearly all of it; the batch still leaves when the queue reaches this
-size or every ``OTEL_BSP_SCHEDULE_DELAY`` (5 s), whichever comes first.
+Beside encoding, each export costs an HTTP request through ``requests``, a sizeable
+share of the exporter thread's time at the default batch (docs/benchmarks/findings.md
+§14.19). Four times fewer calls leave encoding as nearly all of it; the batch still
+leaves when the queue reaches this size or every ``OTEL_BSP_SCHEDULE_DELAY`` (5 s),
+whichever comes first.
 """
 SPAN_QUEUE = 4 * SPAN_EXPORT_BATCH
 """Spans held while an export is under way (the SDK's default is 2048); beyond it new spans

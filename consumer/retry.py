@@ -23,6 +23,7 @@ re-send cannot be scheduled. See
 https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues#maximum-delivery-count
 """
 
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -32,13 +33,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tenacity import (
     AsyncRetrying,
-    RetryCallState,
+    RetryCallState,  # only as the type of the state tenacity hands ``before_sleep``
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
     wait_exponential_jitter,
 )
 
+from common.durations import Duration
 from consumer.errors import PermanentError, TransientError, is_transient
 from contracts import ContractViolation, DeadLetterReason
 
@@ -59,7 +61,8 @@ DESCRIPTION_LIMIT = 1024
 
 
 class RetryPolicy(BaseModel):
-    """How one handler retries transient failures. Times are in seconds.
+    """How one handler retries transient failures. Durations are ``timedelta``: seconds
+    (``0.2``, ``"10"``) or ISO 8601 (``"PT1H"``), as everywhere in the settings.
 
     Attributes:
         immediate_attempts: In-process retries after the first try (0 = none).
@@ -69,7 +72,7 @@ class RetryPolicy(BaseModel):
             (0 = use Service Bus redelivery, bounded by MaxDeliveryCount).
         delayed_initial_delay: Delay of the first re-send; doubles each attempt.
         delayed_max_delay: Cap on a re-send delay.
-        delayed_jitter: Up to this many seconds of random delay added to each re-send.
+        delayed_jitter: Up to this much random delay added to each re-send.
 
     Raises:
         pydantic.ValidationError: a value is out of range, or a key is not one of the
@@ -79,12 +82,12 @@ class RetryPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     immediate_attempts: int = Field(default=2, ge=0, le=20)
-    immediate_initial_delay: float = Field(default=0.2, ge=0)
-    immediate_max_delay: float = Field(default=2.0, ge=0)
+    immediate_initial_delay: Duration = Field(default=timedelta(seconds=0.2), ge=timedelta(0))
+    immediate_max_delay: Duration = Field(default=timedelta(seconds=2), ge=timedelta(0))
     delayed_attempts: int = Field(default=5, ge=0, le=100)
-    delayed_initial_delay: float = Field(default=10.0, ge=0)
-    delayed_max_delay: float = Field(default=3600.0, ge=0)
-    delayed_jitter: float = Field(default=5.0, ge=0)
+    delayed_initial_delay: Duration = Field(default=timedelta(seconds=10), ge=timedelta(0))
+    delayed_max_delay: Duration = Field(default=timedelta(hours=1), ge=timedelta(0))
+    delayed_jitter: Duration = Field(default=timedelta(seconds=5), ge=timedelta(0))
 
     @model_validator(mode="before")
     @classmethod
@@ -104,23 +107,40 @@ class RetryPolicy(BaseModel):
         """The shortest time from the first failed attempt to the last delayed re-send:
         the sum of the re-send delays without jitter (``timedelta(0)`` when
         ``delayed_attempts`` is 0: redeliveries come back at once)."""
-        total = sum(
-            min(self.delayed_initial_delay * 2 ** (attempt - 1), self.delayed_max_delay)
-            for attempt in range(1, self.delayed_attempts + 1)
+        return sum(
+            (
+                min(self.delayed_initial_delay * 2 ** (attempt - 1), self.delayed_max_delay)
+                for attempt in range(1, self.delayed_attempts + 1)
+            ),
+            timedelta(0),
         )
-        return timedelta(seconds=total)
 
     def delayed_backoff(self, attempt: int) -> timedelta:
         """Delay before re-send number ``attempt`` (1-based): ``initial * 2**(attempt-1)``
-        plus up to ``delayed_jitter`` seconds, capped at ``delayed_max_delay``."""
-        wait = wait_exponential_jitter(
-            multiplier=self.delayed_initial_delay,
-            max=self.delayed_max_delay,
-            jitter=self.delayed_jitter,
+        plus up to ``delayed_jitter``, capped at ``delayed_max_delay``."""
+        return timedelta(
+            seconds=exponential_backoff(
+                attempt,
+                initial=self.delayed_initial_delay.total_seconds(),
+                maximum=self.delayed_max_delay.total_seconds(),
+                jitter=self.delayed_jitter.total_seconds(),
+            )
         )
-        state = RetryCallState(retry_object=AsyncRetrying(), fn=None, args=(), kwargs={})
-        state.attempt_number = attempt
-        return timedelta(seconds=wait(state))
+
+
+def exponential_backoff(attempt: int, *, initial: float, maximum: float, jitter: float) -> float:
+    """Seconds to wait before attempt ``attempt`` (1-based) of a back-off outside tenacity.
+
+    ``initial * 2**(attempt-1)`` plus up to ``jitter`` seconds, capped at ``maximum``:
+    the formula of tenacity's ``wait_exponential_jitter``, which only answers through a
+    ``RetryCallState`` (tenacity's own, built by its retry loop). Used for the delayed
+    re-sends and the receivers' reconnect back-off, whose attempts outlive any one loop.
+    """
+    try:
+        wait = float(initial * 2 ** (attempt - 1)) + random.uniform(0, jitter)
+    except OverflowError:
+        wait = maximum
+    return max(0.0, min(wait, maximum))
 
 
 async def call_with_immediate_retries(
@@ -172,9 +192,9 @@ async def call_with_immediate_retries(
         stop=stop_after_attempt(policy.immediate_attempts + 1)
         | stop_before_delay(budget - (time.monotonic() - started)),
         wait=wait_exponential_jitter(
-            multiplier=policy.immediate_initial_delay,
-            max=policy.immediate_max_delay,
-            jitter=policy.immediate_initial_delay,
+            multiplier=policy.immediate_initial_delay.total_seconds(),
+            max=policy.immediate_max_delay.total_seconds(),
+            jitter=policy.immediate_initial_delay.total_seconds(),
         ),
         retry=retry_if_exception(lambda error: is_transient(error) and keep_going()),
         before_sleep=before_sleep,
@@ -227,6 +247,16 @@ class RetryState:
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """The decision to move the message to its dead-letter queue.
+
+    Attributes:
+        reason: ``DeadLetterReason`` application property (e.g. ``MaxRetriesExceeded``).
+        description: ``DeadLetterErrorDescription``; settlement keeps its first 1,024
+            characters.
+
+    See https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues
+    """
+
     reason: str
     description: str
 

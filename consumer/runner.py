@@ -5,7 +5,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import httpx
@@ -13,15 +13,15 @@ import httpx
 from common.runtime import freeze_startup_objects
 from common.servicebus import open_servicebus_client
 from consumer import telemetry
-from consumer.handlers.audit import AuditHandler
-from consumer.handlers.delivery import DeliveryLog, NotificationHandler
+from consumer.handlers import registry as handlers
+from consumer.handlers.delivery import DeliveryLog
 from consumer.handlers.email import EmailSender, SmtpConfig
 from consumer.handlers.templates import Templates
 from consumer.handlers.webhook import WebhookSender
 from consumer.health import HealthServer
 from consumer.runtime.entities import QueueEntity, check_queues
 from consumer.runtime.processor import QueueConfig
-from consumer.runtime.routing import Route, Router
+from consumer.runtime.routing import Router
 from consumer.runtime.stats import WorkerStats
 from consumer.runtime.worker import Worker
 from consumer.settings import ConsumerSettings
@@ -29,14 +29,7 @@ from consumer.stores.audit import AuditStore
 from consumer.stores.database import Database
 from consumer.stores.deliveries import DeliveryStore
 from consumer.stores.inbox import Inbox
-from contracts import (
-    AUDIT_EVENT_TYPE,
-    NOTIFICATION_EVENT_TYPE,
-    AuditEnvelope,
-    EventEnvelope,
-    NotificationChannel,
-    NotificationEnvelope,
-)
+from contracts.registry import AUDIT_QUEUE, NOTIFICATIONS_QUEUE, event_types_on
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -93,13 +86,14 @@ async def open_stores(settings: ConsumerSettings) -> AsyncIterator[Stores]:
 
 
 def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
-    """The two queues' processing settings."""
+    """The two queues' processing settings; each accepts the event types registered on it
+    (``contracts.registry``) and dead-letters others as ``WrongQueue``."""
     common = {
         "max_message_count": settings.max_message_count,
-        "max_wait_time": settings.max_wait_time,
-        "busy_wait_time": settings.busy_wait_time,
-        "max_processing_time": settings.max_processing_time,
-        "recycle_after_idle": settings.receiver_recycle_after_idle,
+        "max_wait_time": settings.max_wait_time.total_seconds(),
+        "busy_wait_time": settings.busy_wait_time.total_seconds(),
+        "max_processing_time": settings.max_processing_time.total_seconds(),
+        "recycle_after_idle": settings.receiver_recycle_after_idle.total_seconds(),
         "receivers": settings.receivers_per_queue,
     }
     prefetch = settings.prefetch_count
@@ -109,7 +103,7 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
             concurrency=settings.audit_concurrency,
             prefetch_count=_first(settings.audit_prefetch_count, prefetch),
             max_delivery_count=settings.audit_max_delivery_count,
-            event_types=frozenset({AUDIT_EVENT_TYPE}),
+            event_types=event_types_on(AUDIT_QUEUE),
             setting="CONSUMER_AUDIT_QUEUE",
             **common,  # type: ignore[arg-type]
         ),
@@ -118,7 +112,7 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
             concurrency=settings.notifications_concurrency,
             prefetch_count=_first(settings.notifications_prefetch_count, prefetch),
             max_delivery_count=settings.notifications_max_delivery_count,
-            event_types=frozenset({NOTIFICATION_EVENT_TYPE}),
+            event_types=event_types_on(NOTIFICATIONS_QUEUE),
             setting="CONSUMER_NOTIFICATIONS_QUEUE",
             **common,  # type: ignore[arg-type]
         ),
@@ -132,7 +126,7 @@ def _first(value: int | None, default: int) -> int:
 def build_router(
     settings: ConsumerSettings, stores: Stores, http: httpx.AsyncClient | None
 ) -> Router:
-    """Routes: audit events to the audit store; notifications by channel.
+    """Routes of every event type registered in :mod:`consumer.handlers.registry`.
 
     Both delivery modes build every e-mail (rendering its template) and every webhook
     request (checking its target) the same way, with the same errors; ``log`` stops
@@ -141,60 +135,41 @@ def build_router(
     dry_run = settings.delivery_mode == "log"
     if not dry_run:
         assert http is not None
-        assert settings.webhook_secret is not None
+        assert settings.webhook.secret is not None
+    smtp, webhook = settings.smtp, settings.webhook
     email_send = EmailSender(
         SmtpConfig(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
+            host=smtp.host,
+            port=smtp.port,
             sender=settings.email_from,
-            start_tls=settings.smtp_starttls,
-            use_tls=settings.smtp_use_tls,
-            username=settings.smtp_username,
-            password=(
-                settings.smtp_password.get_secret_value() if settings.smtp_password else None
-            ),
-            timeout=settings.smtp_timeout,
-            validate_certs=settings.smtp_validate_certs,
+            start_tls=smtp.starttls,
+            use_tls=smtp.use_tls,
+            username=smtp.username,
+            password=smtp.password.get_secret_value() if smtp.password else None,
+            timeout=smtp.timeout.total_seconds(),
+            validate_certs=smtp.validate_certs,
         ),
         Templates(settings.template_dir),
         dry_run=dry_run,
     )
     webhook_send = WebhookSender(
         http,
-        settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
-        allow_http=settings.webhook_allow_http,
-        allow_private_networks=settings.webhook_allow_private_networks,
+        webhook.secret.get_secret_value() if webhook.secret else None,
+        allow_http=webhook.allow_http,
+        allow_private_networks=webhook.allow_private_networks,
         dry_run=dry_run,
     )
-    log = stores.delivery_log
-    audit = Route("audit", AuditHandler(stores.audit), settings.audit_retry)
-    email = Route(
-        "email",
-        NotificationHandler(
-            "email", email_send, stores.deliveries, log, attempt_timeout=settings.smtp_timeout
-        ),
-        settings.email_retry,
+    return handlers.build_router(
+        handlers.HandlerDependencies(
+            settings=settings,
+            audit_store=stores.audit,
+            deliveries=stores.deliveries,
+            delivery_log=stores.delivery_log,
+            http=http,
+            send_email=email_send,
+            send_webhook=webhook_send,
+        )
     )
-    webhook = Route(
-        "webhook",
-        NotificationHandler(
-            "webhook",
-            webhook_send,
-            stores.deliveries,
-            log,
-            attempt_timeout=settings.webhook_timeout,
-        ),
-        settings.webhook_retry,
-    )
-
-    def route(envelope: EventEnvelope) -> Route | None:
-        if isinstance(envelope, AuditEnvelope):
-            return audit
-        if isinstance(envelope, NotificationEnvelope):
-            return email if envelope.data.channel is NotificationChannel.EMAIL else webhook
-        return None
-
-    return route
 
 
 async def _prune_forever(stores: Stores, settings: ConsumerSettings) -> None:
@@ -218,7 +193,7 @@ async def _measure_dlq_depth_forever(client: Any, settings: ConsumerSettings) ->
             await telemetry.measure_dlq_depth(client, queues, settings.dlq_depth_limit)
         except Exception as exc:
             logger.warning("counting dead letters failed: %r", exc)
-        await asyncio.sleep(settings.dlq_depth_interval)
+        await asyncio.sleep(settings.dlq_depth_interval.total_seconds())
 
 
 async def run_consumer(
@@ -255,7 +230,7 @@ async def run_consumer(
         if settings.delivery_mode == "live":
             http = await stack.enter_async_context(
                 httpx.AsyncClient(
-                    timeout=settings.webhook_timeout,
+                    timeout=settings.webhook.timeout.total_seconds(),
                     follow_redirects=False,
                     headers={"user-agent": "servicebus-events-consumer"},
                 )
@@ -266,7 +241,10 @@ async def run_consumer(
         )
         configs = queue_configs(settings)
         worker = Worker(
-            client, configs, router, shutdown_grace_period=settings.shutdown_grace_period
+            client,
+            configs,
+            router,
+            shutdown_grace_period=settings.shutdown_grace_period.total_seconds(),
         )
         if settings.health_port:
             checks = [(f"store {i}", db.ping) for i, db in enumerate(stores.databases)]
@@ -284,7 +262,7 @@ async def run_consumer(
                 stack.push_async_callback(health.stop)
         await check_queues(client, [QueueEntity(c.name, c.setting) for c in configs])
         background = [asyncio.create_task(_prune_forever(stores, settings), name="inbox-prune")]
-        if settings.dlq_depth_interval:
+        if settings.dlq_depth_interval > timedelta(0):
             background.append(
                 asyncio.create_task(_measure_dlq_depth_forever(client, settings), name="dlq-depth")
             )
@@ -306,7 +284,7 @@ async def run_consumer(
         "shutdown finished %.1f s %s its deadline (CONSUMER_SHUTDOWN_GRACE_PERIOD=%g s)",
         abs(left),
         "before" if left >= 0 else "after",
-        settings.shutdown_grace_period,
+        settings.shutdown_grace_period.total_seconds(),
     )
     return worker.stats
 

@@ -1,8 +1,10 @@
 """Consumer settings, read once per process from ``CONSUMER_*`` environment variables.
 
 Nested values (retry policies) use ``__``: ``CONSUMER_EMAIL_RETRY__DELAYED_ATTEMPTS=3``,
-or JSON: ``CONSUMER_EMAIL_RETRY='{"delayed_attempts": 3}'``. Durations are seconds
-unless the field is a ``timedelta`` (seconds or ISO-8601, e.g. ``PT10M``).
+or JSON: ``CONSUMER_EMAIL_RETRY='{"delayed_attempts": 3}'``. The SMTP and webhook groups
+(``settings.smtp``, ``settings.webhook``) keep flat names: ``CONSUMER_SMTP_HOST``,
+``CONSUMER_WEBHOOK_TIMEOUT`` (:mod:`common.settings_groups`). Durations are
+:data:`common.durations.Duration`: seconds (``30``, ``0.5``) or ISO 8601 (``PT10M``).
 """
 
 from datetime import timedelta
@@ -10,15 +12,63 @@ from pathlib import Path
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from common.durations import Duration
 from common.servicebus import ServiceBusConnection
+from common.settings_groups import grouped_env_sources
 from common.telemetry import TelemetrySettings
 from consumer.retry import RetryPolicy
 
-CLAIM_MARGIN = 30.0
-"""Seconds a delivery claim outlasts the longest attempt: time to record the outcome (a
+CLAIM_MARGIN = timedelta(seconds=30)
+"""How long a delivery claim outlasts the longest attempt: time to record the outcome (a
 busy SQLite write lock, a slow PostgreSQL commit) and clock skew between replicas."""
+
+
+class SmtpSettings(BaseSettings):
+    """``CONSUMER_SMTP_*``: the SMTP server notification e-mails are submitted to.
+
+    Attributes:
+        host / port: SMTP server.
+        starttls: ``true`` requires STARTTLS, ``false`` never, unset upgrades when the
+            server offers it.
+        use_tls: Implicit TLS (port 465).
+        username / password: SMTP AUTH credentials, if any.
+        timeout: Bound on each SMTP operation, and the most one e-mail delivery attempt
+            (connection to QUIT) may take.
+        validate_certs: Verify the server's certificate.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_SMTP_", extra="ignore")
+
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    starttls: bool | None = None
+    use_tls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    validate_certs: bool = True
+
+
+class WebhookSettings(BaseSettings):
+    """``CONSUMER_WEBHOOK_*``: how notification webhooks are signed and sent.
+
+    Attributes:
+        secret: Signing secret (``whsec_<base64>`` or any string); required in ``live``
+            mode.
+        timeout: Bound on a webhook request, and the most one webhook delivery attempt
+            (target check included) may take.
+        allow_http: Allow plain ``http://`` URLs (tests, local receivers).
+        allow_private_networks: Allow loopback, private and link-local targets.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONSUMER_WEBHOOK_", extra="ignore")
+
+    secret: SecretStr | None = None
+    timeout: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    allow_http: bool = False
+    allow_private_networks: bool = False
 
 
 class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
@@ -41,13 +91,13 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             records the delivery without sending (local runs, demo); ``live`` sends
             e-mail over SMTP and webhooks over HTTPS.
         max_message_count: Most messages asked for per receive call.
-        max_wait_time: Seconds a receive call waits while the queue's handlers are idle.
-        busy_wait_time: Seconds a receive call waits while handlers run.
+        max_wait_time: How long a receive call waits while the queue's handlers are idle.
+        busy_wait_time: How long a receive call waits while handlers run.
         prefetch_count: Default SDK prefetch per receiver (0 = off).
         receivers_per_queue: Receivers (each its own AMQP connection and link) per queue;
             the SDK waits for Service Bus to confirm each settlement, so more receivers
             overlap those round trips. Unset: one per 16 of the queue's concurrency, at
-            least 2 and at most 8 (``consumer.runtime.processor.receivers_for``).
+            least 2 and at most 8 (``consumer.runtime.config.receivers_for``).
         audit_concurrency / notifications_concurrency: Messages processed at once (audit
             appends that run together are committed together, so this is also the
             largest audit commit group).
@@ -55,10 +105,10 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             (default ``prefetch_count``).
         audit_max_delivery_count / notifications_max_delivery_count: The queues'
             MaxDeliveryCount (keep equal to the entity's; the retry ladder uses it).
-        max_processing_time: Seconds a message may be worked on, lock renewal included.
-        receiver_recycle_after_idle: Seconds without a message after which a receiver is
+        max_processing_time: How long a message may be worked on, lock renewal included.
+        receiver_recycle_after_idle: Time without a message after which a receiver is
             recreated (0 = never).
-        shutdown_grace_period: Seconds from SIGTERM to exit: in-flight handlers finish
+        shutdown_grace_period: Time from SIGTERM to exit: in-flight handlers finish
             or are cancelled and abandoned. Keep below the platform's (Container Apps
             gives 30 s).
         audit_retry / email_retry / webhook_retry: Retry ladder per handler.
@@ -66,23 +116,11 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             ``duplicate_detection_window``.
         duplicate_detection_window: The queues' DuplicateDetectionHistoryTimeWindow.
         email_from: From address of notification e-mails.
-        smtp_host / smtp_port: SMTP server.
-        smtp_starttls: ``true`` requires STARTTLS, ``false`` never, unset upgrades when
-            the server offers it.
-        smtp_use_tls: Implicit TLS (port 465).
-        smtp_username / smtp_password: SMTP AUTH credentials, if any.
-        smtp_timeout: Seconds per SMTP operation, and the most one e-mail delivery attempt
-            (connection to QUIT) may take.
-        smtp_validate_certs: Verify the server's certificate.
-        webhook_secret: Signing secret (``whsec_<base64>`` or any string); required in
-            ``live`` mode.
-        webhook_timeout: Seconds for a webhook request, and the most one webhook delivery
-            attempt (target check included) may take.
-        webhook_allow_http: Allow plain ``http://`` URLs (tests, local receivers).
-        webhook_allow_private_networks: Allow loopback, private and link-local targets.
+        smtp: ``CONSUMER_SMTP_*`` (:class:`SmtpSettings`).
+        webhook: ``CONSUMER_WEBHOOK_*`` (:class:`WebhookSettings`).
         template_dir: Extra template directory searched before the built-in one.
         health_host / health_port: Probe endpoint bind address; port 0 disables it.
-        dlq_depth_interval: Seconds between dead-letter counts for the
+        dlq_depth_interval: Time between dead-letter counts for the
             ``servicebus_events.dlq.depth`` gauge (0 = off).
         dlq_depth_limit: Most dead letters peeked per queue per count.
         (telemetry and logging fields: see ``common.telemetry.TelemetrySettings``)
@@ -107,8 +145,8 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     delivery_mode: Literal["log", "live"] = "log"
 
     max_message_count: int = Field(default=50, ge=1, le=1000)
-    max_wait_time: float = Field(default=2.0, gt=0)
-    busy_wait_time: float = Field(default=0.2, gt=0)
+    max_wait_time: Duration = Field(default=timedelta(seconds=2), gt=timedelta(0))
+    busy_wait_time: Duration = Field(default=timedelta(seconds=0.2), gt=timedelta(0))
     prefetch_count: int = Field(default=0, ge=0)
     receivers_per_queue: int | None = Field(default=None, ge=1, le=16)
     audit_concurrency: int = Field(default=32, ge=1, le=1000)
@@ -117,36 +155,39 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     notifications_prefetch_count: int | None = Field(default=None, ge=0)
     audit_max_delivery_count: int = Field(default=10, ge=1)
     notifications_max_delivery_count: int = Field(default=10, ge=1)
-    max_processing_time: float = Field(default=300.0, gt=0)
-    receiver_recycle_after_idle: float = Field(default=300.0, ge=0)
-    shutdown_grace_period: float = Field(default=25.0, gt=0)
+    max_processing_time: Duration = Field(default=timedelta(seconds=300), gt=timedelta(0))
+    receiver_recycle_after_idle: Duration = Field(default=timedelta(seconds=300), ge=timedelta(0))
+    shutdown_grace_period: Duration = Field(default=timedelta(seconds=25), gt=timedelta(0))
 
     audit_retry: RetryPolicy = RetryPolicy()
     email_retry: RetryPolicy = RetryPolicy()
     webhook_retry: RetryPolicy = RetryPolicy()
-    inbox_retention: timedelta = timedelta(days=7)
-    duplicate_detection_window: timedelta = timedelta(minutes=10)
+    inbox_retention: Duration = timedelta(days=7)
+    duplicate_detection_window: Duration = timedelta(minutes=10)
 
     email_from: str = "notifications@example.com"
-    smtp_host: str = "localhost"
-    smtp_port: int = Field(default=25, ge=1, le=65535)
-    smtp_starttls: bool | None = None
-    smtp_use_tls: bool = False
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_timeout: float = Field(default=10.0, gt=0)
-    smtp_validate_certs: bool = True
-
-    webhook_secret: SecretStr | None = None
-    webhook_timeout: float = Field(default=10.0, gt=0)
-    webhook_allow_http: bool = False
-    webhook_allow_private_networks: bool = False
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
 
     template_dir: Path | None = None
-    dlq_depth_interval: float = Field(default=60.0, ge=0)
+    dlq_depth_interval: Duration = Field(default=timedelta(seconds=60), ge=timedelta(0))
     dlq_depth_limit: int = Field(default=10_000, ge=1)
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8081, ge=0, le=65535)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """``smtp`` and ``webhook`` read ``CONSUMER_SMTP_*`` / ``CONSUMER_WEBHOOK_*``."""
+        return grouped_env_sources(
+            settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        )
 
     @field_validator("delivery_log_path", mode="before")
     @classmethod
@@ -158,10 +199,10 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         """How long a notification's delivery claim holds off other deliveries of it.
 
         One attempt is cut off at its channel's timeout, so a claim only needs to outlive
-        the longer of ``smtp_timeout`` and ``webhook_timeout``, plus ``CLAIM_MARGIN`` (30 s)
+        the longer of ``smtp.timeout`` and ``webhook.timeout``, plus ``CLAIM_MARGIN`` (30 s)
         to record the outcome. A consumer killed mid-delivery blocks the event this long.
         """
-        return timedelta(seconds=max(self.smtp_timeout, self.webhook_timeout) + CLAIM_MARGIN)
+        return max(self.smtp.timeout, self.webhook.timeout) + CLAIM_MARGIN
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -170,21 +211,22 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
                 "CONSUMER_INBOX_RETENTION must be at least CONSUMER_DUPLICATE_DETECTION_WINDOW, "
                 "or a redelivered duplicate could be processed twice"
             )
-        if self.delivery_mode == "live" and self.webhook_secret is None:
+        if self.delivery_mode == "live" and self.webhook.secret is None:
             raise ValueError(
                 "CONSUMER_WEBHOOK_SECRET is required when CONSUMER_DELIVERY_MODE is live"
             )
         for variable, timeout in (
-            ("CONSUMER_SMTP_TIMEOUT", self.smtp_timeout),
-            ("CONSUMER_WEBHOOK_TIMEOUT", self.webhook_timeout),
+            ("CONSUMER_SMTP_TIMEOUT", self.smtp.timeout),
+            ("CONSUMER_WEBHOOK_TIMEOUT", self.webhook.timeout),
         ):
             if timeout > self.max_processing_time:
                 raise ValueError(
-                    f"{variable} ({timeout:g} s) exceeds CONSUMER_MAX_PROCESSING_TIME "
-                    f"({self.max_processing_time:g} s): one delivery attempt would not fit "
-                    "in a message's processing time"
+                    f"{variable} ({timeout.total_seconds():g} s) exceeds "
+                    f"CONSUMER_MAX_PROCESSING_TIME ({self.max_processing_time.total_seconds():g}"
+                    " s): one delivery attempt would not fit in a message's processing time"
                 )
         lease = self.delivery_claim_lease.total_seconds()
+        margin = CLAIM_MARGIN.total_seconds()
         for variable, policy in (
             ("CONSUMER_EMAIL_RETRY", self.email_retry),
             ("CONSUMER_WEBHOOK_RETRY", self.webhook_retry),
@@ -194,7 +236,7 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
                 raise ValueError(
                     f"{variable} re-sends span {span:g} s, less than the {lease:g} s delivery "
                     "claim lease (the longer of CONSUMER_SMTP_TIMEOUT and "
-                    f"CONSUMER_WEBHOOK_TIMEOUT, plus {CLAIM_MARGIN:g} s): a notification "
+                    f"CONSUMER_WEBHOOK_TIMEOUT, plus {margin:g} s): a notification "
                     "redelivered after a consumer died mid-delivery would be dead-lettered "
                     "while the dead consumer's claim still blocks it; raise "
                     f"{variable}__DELAYED_ATTEMPTS or {variable}__DELAYED_INITIAL_DELAY, or "

@@ -13,37 +13,67 @@ request headers and the shared secret; it rejects bad signatures and timestamps 
 ``webhook-id``: a replay inside that window carries the same id, so drop it by id.
 Secrets are ``whsec_<base64 key>`` (as Standard Webhooks libraries print them) or any
 other string, used as UTF-8 key bytes.
+
+The signatures are computed by the ``standardwebhooks`` library, so a receiver may as well
+verify with its ``Webhook(secret).verify(body, headers)`` (for a ``whsec_`` secret; a plain
+string secret is ``Webhook(secret.encode())`` there).
 """
 
-import base64
-import hashlib
 import hmac
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
-SIGNATURE_VERSION = "v1"
+import standardwebhooks
+from standardwebhooks.webhooks import EmptyWebhookSecretError
+
 DEFAULT_TOLERANCE = 300
-"""Seconds a signature's timestamp may differ from the receiver's clock."""
+"""Seconds a signature's timestamp may differ from the receiver's clock (the library's
+own fixed tolerance is the same five minutes)."""
+
+_SECRET_PREFIX = "whsec_"
 
 
-class WebhookVerificationError(ValueError):
-    """The request is not a valid, fresh, signed webhook (see the message)."""
+class WebhookVerificationError(standardwebhooks.WebhookVerificationError, ValueError):
+    """The request is not a valid, fresh, signed webhook (see the message).
+
+    Also a ``standardwebhooks.WebhookVerificationError``, so receivers catching the
+    library's error catch this one too.
+    """
 
 
-def secret_key(secret: str | bytes) -> bytes:
-    """Key bytes of a secret: base64-decoded after a ``whsec_`` prefix, else UTF-8."""
-    if isinstance(secret, bytes):
-        return secret
-    if secret.startswith("whsec_"):
-        return base64.b64decode(secret.removeprefix("whsec_"))
-    return secret.encode()
+def webhook(secret: str | bytes) -> standardwebhooks.Webhook:
+    """The library's signer for ``secret``.
+
+    A ``whsec_`` secret is decoded by the library (base64 after the prefix); any other
+    string is its UTF-8 bytes. The library would read an unprefixed string as base64 too,
+    which would change the key of every plain-string secret in use, so that case is ours.
+
+    Raises:
+        ValueError: the key is empty, or a ``whsec_`` secret is not base64.
+    """
+    key: str | bytes = secret
+    if isinstance(secret, str) and not secret.startswith(_SECRET_PREFIX):
+        key = secret.encode()
+    try:
+        return standardwebhooks.Webhook(key)
+    except EmptyWebhookSecretError as exc:
+        raise ValueError("the webhook secret is empty") from exc
 
 
 def sign(webhook_id: str, timestamp: int, body: bytes, secret: str | bytes) -> str:
-    """The ``webhook-signature`` value (``v1,<base64>``) for one key."""
-    content = f"{webhook_id}.{timestamp}.".encode() + body
-    digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode()}"
+    """The ``webhook-signature`` value (``v1,<base64>``) for one key.
+
+    Args:
+        webhook_id: The ``webhook-id`` header (the event id).
+        timestamp: The ``webhook-timestamp`` header, Unix seconds.
+        body: The request body, exactly as sent.
+        secret: ``whsec_<base64>`` or a plain string (UTF-8 key bytes), or the key bytes.
+
+    Raises:
+        ValueError: the secret is empty or not valid (see :func:`webhook`).
+    """
+    return webhook(secret).sign(webhook_id, datetime.fromtimestamp(timestamp, UTC), body)
 
 
 def signed_headers(
@@ -68,6 +98,10 @@ def verify_signature(
 ) -> str:
     """Check a received webhook.
 
+    ``standardwebhooks.Webhook.verify`` takes one secret, a fixed tolerance on the real
+    clock and returns the body rather than the id, so the headers and timestamp are
+    checked here and only the signatures come from the library.
+
     Args:
         body: The raw request body, exactly as received.
         headers: Request headers (names matched case-insensitively).
@@ -82,6 +116,7 @@ def verify_signature(
     Raises:
         WebhookVerificationError: a header is missing or malformed, the timestamp is
             outside the tolerance, or no signature matches.
+        ValueError: a secret is empty or not valid (see :func:`webhook`).
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     try:

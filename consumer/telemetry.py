@@ -36,16 +36,38 @@ from azure.servicebus import ServiceBusReceivedMessage
 from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_MESSAGE_CONVERSATION_ID,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SERVICEBUS_DISPOSITION_STATUS,
+    MESSAGING_SERVICEBUS_MESSAGE_DELIVERY_COUNT,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+    MessagingServicebusDispositionStatusValues,
+)
+from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
+    MESSAGING_CLIENT_CONSUMED_MESSAGES,
+    MESSAGING_PROCESS_DURATION,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from common import messaging as sem
+from common.messaging import context_from_properties
+from common.span_attributes import EVENT_TYPE, OUTCOME, SERVICEBUS, SERVICEBUS_DEAD_LETTER_REASON
 from consumer.runtime.stats import QueueStats, WorkerStats
 
 tracer = trace.get_tracer("servicebus_events.consumer")
 meter = metrics.get_meter("servicebus_events.consumer")
 
+_PROCESS: str = MessagingOperationTypeValues.PROCESS.value
+_COMPLETE: str = MessagingServicebusDispositionStatusValues.COMPLETE.value
+
+# The conventions' create_* helpers would change each instrument's description on the wire.
 _process_duration = meter.create_histogram(
-    "messaging.process.duration", unit="s", description="Time to process one delivery"
+    MESSAGING_PROCESS_DURATION, unit="s", description="Time to process one delivery"
 )
 _end_to_end = meter.create_histogram(
     "servicebus_events.event.end_to_end.duration",
@@ -61,7 +83,7 @@ class ProcessSpan:
     spans carry its trace); leaving ends it, with status ``ERROR`` if an exception
     escapes. Equivalent to ``tracer.start_as_current_span(...,
     record_exception=False, set_status_on_exception=True)``, without the two generator
-    context managers that cost ~5 us per message.
+    context managers it enters per message (docs/benchmarks/findings.md §14.15).
 
     Args:
         queue: Queue name.
@@ -75,14 +97,14 @@ class ProcessSpan:
     def __init__(self, queue: str, message: ServiceBusReceivedMessage) -> None:
         attributes = {
             **_base_attributes(queue),
-            sem.MESSAGE_ID: str(message.message_id),
-            sem.DELIVERY_COUNT: message.delivery_count or 0,
+            MESSAGING_MESSAGE_ID: str(message.message_id),
+            MESSAGING_SERVICEBUS_MESSAGE_DELIVERY_COUNT: message.delivery_count or 0,
         }
         if message.correlation_id:
-            attributes[sem.CONVERSATION_ID] = str(message.correlation_id)
+            attributes[MESSAGING_MESSAGE_CONVERSATION_ID] = str(message.correlation_id)
         self.span: Span = tracer.start_span(
             _span_name(queue),
-            context=sem.context_from_properties(message.application_properties),
+            context=context_from_properties(message.application_properties),
             kind=SpanKind.CONSUMER,
             attributes=attributes,
             record_exception=False,
@@ -128,18 +150,18 @@ def _span_name(queue: str) -> str:
 def _base_attributes(queue: str) -> dict[str, str | int]:
     """The attributes every process span of ``queue`` shares (copied, never mutated)."""
     return {
-        sem.SYSTEM: sem.MESSAGING_SYSTEM,
-        sem.DESTINATION: queue,
-        sem.OPERATION_NAME: "process",
-        sem.OPERATION_TYPE: "process",
+        MESSAGING_SYSTEM: SERVICEBUS,
+        MESSAGING_DESTINATION_NAME: queue,
+        MESSAGING_OPERATION_NAME: _PROCESS,
+        MESSAGING_OPERATION_TYPE: _PROCESS,
     }
 
 
 @cache
 def _outcome_attributes(queue: str, outcome: str, reason: str | None) -> dict[str, str]:
-    attributes = {sem.DESTINATION: queue, "outcome": outcome}
+    attributes = {MESSAGING_DESTINATION_NAME: queue, OUTCOME: outcome}
     if reason:
-        attributes[sem.ERROR_TYPE] = reason
+        attributes[ERROR_TYPE] = reason
     return attributes
 
 
@@ -156,11 +178,11 @@ def record_processed(
         started: ``time.monotonic()`` when processing began.
         reason: Dead-letter reason, when dead-lettered.
     """
-    span.set_attribute(sem.DISPOSITION, outcome)
+    span.set_attribute(MESSAGING_SERVICEBUS_DISPOSITION_STATUS, outcome)
     if reason:
-        span.set_attribute("messaging.servicebus.dead_letter_reason", reason)
+        span.set_attribute(SERVICEBUS_DEAD_LETTER_REASON, reason)
         span.set_status(Status(StatusCode.ERROR, reason))
-    elif outcome != "complete":
+    elif outcome != _COMPLETE:
         span.set_status(Status(StatusCode.ERROR, outcome))
     attributes = _outcome_attributes(queue, outcome, reason)
     _process_duration.record(time.monotonic() - started, attributes)
@@ -168,7 +190,7 @@ def record_processed(
 
 @cache
 def _end_to_end_attributes(queue: str, event_type: str) -> dict[str, str]:
-    return {sem.DESTINATION: queue, "event.type": event_type}
+    return {MESSAGING_DESTINATION_NAME: queue, EVENT_TYPE: event_type}
 
 
 def record_end_to_end(queue: str, event_type: str, accepted_at: datetime) -> None:
@@ -198,7 +220,9 @@ def _queues() -> Iterator[tuple[str, QueueStats]]:
 
 def _consumed(_: CallbackOptions) -> Iterable[Observation]:
     for queue, s in _queues():
-        yield Observation(s.received, {sem.DESTINATION: queue, sem.SYSTEM: sem.MESSAGING_SYSTEM})
+        yield Observation(
+            s.received, {MESSAGING_DESTINATION_NAME: queue, MESSAGING_SYSTEM: SERVICEBUS}
+        )
 
 
 def _outcomes(_: CallbackOptions) -> Iterable[Observation]:
@@ -212,26 +236,27 @@ def _outcomes(_: CallbackOptions) -> Iterable[Observation]:
             "abandoned": s.abandoned,
         }
         for outcome, value in plain.items():
-            yield Observation(value, {sem.DESTINATION: queue, "outcome": outcome})
+            yield Observation(value, {MESSAGING_DESTINATION_NAME: queue, OUTCOME: outcome})
         for reason, value in s.dead_lettered.items():
             yield Observation(
-                value, {sem.DESTINATION: queue, "outcome": "dead_lettered", sem.ERROR_TYPE: reason}
+                value,
+                {MESSAGING_DESTINATION_NAME: queue, OUTCOME: "dead_lettered", ERROR_TYPE: reason},
             )
 
 
 def _renewals(_: CallbackOptions) -> Iterable[Observation]:
     for queue, s in _queues():
-        yield Observation(s.lock_renewals, {sem.DESTINATION: queue})
+        yield Observation(s.lock_renewals, {MESSAGING_DESTINATION_NAME: queue})
 
 
 def _locks_lost(_: CallbackOptions) -> Iterable[Observation]:
     for queue, s in _queues():
-        yield Observation(s.locks_lost, {sem.DESTINATION: queue})
+        yield Observation(s.locks_lost, {MESSAGING_DESTINATION_NAME: queue})
 
 
 def _create_observable_counters() -> None:
     meter.create_observable_counter(
-        "messaging.client.consumed.messages", [_consumed], unit="{message}"
+        MESSAGING_CLIENT_CONSUMED_MESSAGES, [_consumed], unit="{message}"
     )
     meter.create_observable_counter(
         "servicebus_events.consumer.outcomes", [_outcomes], unit="{message}"
@@ -249,7 +274,7 @@ _dlq_depth: dict[str, int] = {}
 
 def _observe_dlq_depth(_: CallbackOptions) -> Iterable[Observation]:
     for queue, depth in _dlq_depth.items():
-        yield Observation(depth, {sem.DESTINATION: queue})
+        yield Observation(depth, {MESSAGING_DESTINATION_NAME: queue})
 
 
 meter.create_observable_gauge("servicebus_events.dlq.depth", [_observe_dlq_depth], unit="{message}")

@@ -1,12 +1,14 @@
 """Message contracts shared by the producer and the consumer.
 
 Every message on the ``audit`` and ``notifications`` queues is a CloudEvents 1.0 event
-whose ``data`` is one of the event models defined here, identified by its ``type`` and
-``schemaversion``. Producer and consumer import only this package to build and read
-messages; ``contracts.servicebus`` maps them to and from Service Bus messages. Versioning
-rules and the event catalogue: ``docs/contracts.md``.
+whose ``data`` is one of the event models registered here (``contracts.registry``),
+identified by its ``type`` and ``schemaversion``. Producer and consumer import only this
+package to build and read messages; ``contracts.servicebus`` maps them to and from Service
+Bus messages. Versioning rules and the event catalogue: ``docs/contracts.md``; adding an
+event type: ``docs/extending.md``.
 """
 
+from contracts._base import ContractModel
 from contracts.audit import Actor, ActorType, AuditEvent, AuditOutcome, FieldChange, Resource
 from contracts.envelope import (
     AUDIT_EVENT_TYPE,
@@ -17,12 +19,12 @@ from contracts.envelope import (
     Envelope,
     EventEnvelope,
     NotificationEnvelope,
-    new_envelope,
 )
 from contracts.errors import ContractViolation, DeadLetterReason, MessageTooLarge
 from contracts.notification import NotificationChannel, NotificationEvent, NotificationPriority
 from contracts.parsing import parse_envelope
-from contracts.registry import EventSpec, lookup, supported_versions
+from contracts.registry import EventSpec, lookup, register, supported_versions
+from contracts.writing import new_envelope
 
 __all__ = [
     "AUDIT_EVENT_TYPE",
@@ -34,6 +36,7 @@ __all__ = [
     "AuditEnvelope",
     "AuditEvent",
     "AuditOutcome",
+    "ContractModel",
     "ContractViolation",
     "DeadLetterReason",
     "Envelope",
@@ -49,5 +52,6 @@ __all__ = [
     "lookup",
     "new_envelope",
     "parse_envelope",
+    "register",
     "supported_versions",
 ]

@@ -9,8 +9,7 @@ the CloudEvents JSON event format
 """
 
 import uuid
-from datetime import datetime
-from typing import Annotated, Any, Final, Literal, overload
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
@@ -44,7 +43,8 @@ class Envelope(ContractModel):
     """CloudEvents context attributes common to every event.
 
     Construct typed envelopes (:class:`AuditEnvelope`, :class:`NotificationEnvelope`)
-    with :func:`new_envelope`; read them with :func:`contracts.parsing.parse_envelope`.
+    with :func:`contracts.writing.new_envelope`; read them with
+    :func:`contracts.parsing.parse_envelope`.
     """
 
     model_config = ConfigDict(json_schema_extra=_require_attributes)
@@ -107,80 +107,11 @@ class NotificationEnvelope(Envelope):
 
 
 EventEnvelope = AuditEnvelope | NotificationEnvelope
-"""Any envelope this package reads or writes (every registered type and version)."""
+"""Any envelope of the event types this package ships (every version), for static typing.
+
+An event type registered at run time (``contracts.registry.register``) is read and written
+the same way; its envelope is an :class:`Envelope` subclass outside this union."""
 
 AnyEnvelope = Annotated[AuditEnvelope | NotificationEnvelope, Field(discriminator="type")]
 """Pydantic-validatable union of the *current* envelope of each event type, discriminated by
 ``type``. To read messages of any supported version use ``parse_envelope``."""
-
-
-@overload
-def new_envelope(
-    data: AuditEvent,
-    *,
-    source: str,
-    subject: str | None = ...,
-    correlationid: str | None = ...,
-    dataschema: str | None = ...,
-    event_id: str | None = ...,
-    time: datetime | None = ...,
-) -> AuditEnvelope: ...
-@overload
-def new_envelope(
-    data: NotificationEvent,
-    *,
-    source: str,
-    subject: str | None = ...,
-    correlationid: str | None = ...,
-    dataschema: str | None = ...,
-    event_id: str | None = ...,
-    time: datetime | None = ...,
-) -> NotificationEnvelope: ...
-def new_envelope(
-    data: AuditEvent | NotificationEvent,
-    *,
-    source: str,
-    subject: str | None = None,
-    correlationid: str | None = None,
-    dataschema: str | None = None,
-    event_id: str | None = None,
-    time: datetime | None = None,
-) -> EventEnvelope:
-    """Wrap an event in its envelope (current schema version of its type).
-
-    Args:
-        data: The event.
-        source: CloudEvents ``source``, e.g. ``/producer``.
-        subject: CloudEvents ``subject``, e.g. ``invoice/INV-1042``.
-        correlationid: Request or flow id (also the Service Bus correlation id).
-        dataschema: Absolute URI of the data schema, if you publish one.
-        event_id: Event id; a new UUID4 when omitted. Pass the same id when re-publishing
-            the same event so Service Bus duplicate detection can drop the copy.
-        time: Acceptance time (aware); now when omitted. Stored as UTC, whole milliseconds.
-
-    Returns:
-        The typed envelope.
-
-    Raises:
-        pydantic.ValidationError: an attribute breaks its constraint (e.g. empty source).
-    """
-    attributes: dict[str, Any] = {
-        "source": source,
-        "subject": subject,
-        "correlationid": correlationid,
-        "dataschema": dataschema,
-    }
-    if event_id is not None:
-        attributes["id"] = event_id
-    if time is not None:
-        attributes["time"] = time
-    if isinstance(data, AuditEvent):
-        return AuditEnvelope(data=data, **attributes)
-    return NotificationEnvelope(data=data, **attributes)
-
-
-def parse_envelope(body: bytes | str) -> EventEnvelope:
-    """Deprecated location of :func:`contracts.parsing.parse_envelope`; same behaviour."""
-    from contracts.parsing import parse_envelope as parse  # here: contracts.parsing imports us
-
-    return parse(body)

@@ -11,10 +11,10 @@ from starlette.types import Receive, Scope, Send
 from common.runtime import freeze_startup_objects
 from producer.api import include_routes
 from producer.auth import Authenticator
+from producer.bootstrap import open_event_publisher
 from producer.limits import BodySizeLimitMiddleware, HeaderLimitMiddleware
 from producer.openapi import install_openapi
 from producer.problems import install_problem_handlers, problem_response
-from producer.publisher import open_event_publisher
 from producer.settings import ProducerSettings
 from producer.shutdown import ShutdownDeadline
 
@@ -76,9 +76,10 @@ def create_app(
         lifespan=lifespan,
         # FastAPI's native OpenTelemetry support: the server span is named after the route
         # the router selected, so nothing matches routes a second time (the contrib
-        # instrumentation did, ~4 % of a request's CPU), and with no provider installed
-        # (exporter "none") the whole layer is skipped. Operation spans (dependencies,
-        # endpoint, serialization) are off: the create span already shows the outbox work.
+        # instrumentation did: docs/benchmarks/findings.md §14.5), and with no provider
+        # installed (exporter "none") the whole layer is skipped. Operation spans
+        # (dependencies, endpoint, serialization) are off: the create span already shows
+        # the outbox work.
         telemetry={"exclude": _is_probe, "operation_spans": False},
         # Swagger UI would otherwise send the document to validator.swagger.io.
         swagger_ui_parameters={"validatorUrl": None},

@@ -8,6 +8,11 @@ class ProducerError(Exception):
 class OutboxUnavailableError(ProducerError):
     """The outbox database could not be written or read (HTTP 503; retry later)."""
 
+    @classmethod
+    def from_database(cls, exc: BaseException) -> "OutboxUnavailableError":
+        """The error for a failing outbox database (``exc`` named in the message)."""
+        return cls(f"the outbox database is unavailable: {exc!r}")
+
 
 class EventTooLargeError(ProducerError):
     """An event's Service Bus message would exceed ``max_message_bytes`` (HTTP 413).

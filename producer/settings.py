@@ -11,9 +11,10 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BeforeValidator, Field, field_validator
+from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from common.durations import Duration
 from common.servicebus import ServiceBusConnection
 from common.telemetry import TelemetrySettings
 from contracts.servicebus import STANDARD_TIER_MAX_MESSAGE_SIZE
@@ -24,20 +25,6 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///producer-outbox.db"
 
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _numeric_seconds(value: Any) -> Any:
-    """``"30"`` / ``"0.5"`` from the environment mean seconds (pydantic wants ISO 8601)."""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_numeric_seconds)]
-"""A duration: seconds (``30``, ``"0.5"``) or ISO 8601 (``"PT30S"``, ``"P7D"``)."""
 
 
 def _split_list(value: Any) -> Any:
@@ -96,10 +83,10 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         group_commit_linger: Longest a request waits for concurrent requests to join its
             outbox transaction (group commit), and only while fewer are waiting than the
             last group held; 0 commits at once. Larger groups cost less CPU per request
-            (``producer.group_commit``): with eight clients, 5 ms merged their two
-            cohorts into one group in every benchmark run (+10-31 % requests/s at
-            concurrency 8). The late messages once seen with it (2-5 s) were receivers
-            holding link credit while idle, fixed in the consumer
+            (``producer.outbox.group_commit``); the default is long enough for the
+            cohorts that concurrent clients split into to merge into one group
+            (docs/benchmarks/findings.md §14.11). The late messages once seen with it
+            were receivers holding link credit while idle, fixed in the consumer
             (``consumer.runtime.credit``; docs/benchmarks/findings.md, section 13).
         relay_poll_interval: How often an idle relay looks for pending rows that no
             notification told it about (other replicas' leases that expired, restarts).

@@ -21,20 +21,21 @@ id, so Service Bus duplicate detection drops a copy of one that did reach the qu
 """
 
 import math
-import time
-from collections.abc import Callable
 from typing import Final
+
+from common import shutdown
+from common.shutdown import MIN_CLOSE_TIME, split_reserves
+
+__all__ = ["CLOSE_RESERVE", "MIN_CLOSE_TIME", "ShutdownDeadline"]
 
 CLOSE_RESERVE: Final = 2.0
 """Seconds before the deadline kept for releasing leases and closing (step 2), at most half
 the grace period. Closing every sender at once takes well under a second when Service Bus
 answers."""
-MIN_CLOSE_TIME: Final = 0.5
-"""Seconds closes get at least, even when the deadline has passed (a tiny grace period)."""
 
 
-class ShutdownDeadline:
-    """The deadline of one shutdown, fixed the first time :meth:`start` is called.
+class ShutdownDeadline(shutdown.ShutdownDeadline):
+    """The producer's deadline (:class:`common.shutdown.ShutdownDeadline`) and its reserve.
 
     Args:
         grace: Seconds from :meth:`start` to the deadline (``PRODUCER_SHUTDOWN_GRACE``).
@@ -42,42 +43,15 @@ class ShutdownDeadline:
             uvloop keeps on its own scale).
     """
 
-    def __init__(self, grace: float, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self.grace = max(0.0, grace)
-        self._clock = clock
-        self._at: float | None = None
-
     @property
     def reserve(self) -> float:
         """Seconds before the deadline when step 2 starts at the latest."""
-        return min(CLOSE_RESERVE, self.grace / 2)
-
-    @property
-    def started(self) -> bool:
-        """Whether :meth:`start` was called."""
-        return self._at is not None
-
-    def start(self) -> None:
-        """Fix the deadline ``grace`` seconds from now; later calls change nothing.
-
-        Safe in a signal handler (arithmetic only).
-        """
-        if self._at is None:
-            self._at = self._clock() + self.grace
-
-    def left(self) -> float:
-        """Seconds until the deadline: negative once past, ``grace`` before :meth:`start`."""
-        if self._at is None:
-            return self.grace
-        return self._at - self._clock()
+        [reserve] = split_reserves(self.grace, CLOSE_RESERVE)
+        return reserve
 
     def work_left(self) -> float:
         """Seconds left for step 1 (requests, publishes, relay): never negative."""
         return max(0.0, self.left() - self.reserve)
-
-    def close_left(self) -> float:
-        """Seconds left for step 2: what is left, at least :data:`MIN_CLOSE_TIME`."""
-        return max(MIN_CLOSE_TIME, self.left())
 
     def http_drain_seconds(self) -> int:
         """uvicorn's ``timeout_graceful_shutdown`` for step 1: whole seconds, rounded down.

@@ -27,19 +27,38 @@ from functools import cache
 from azure.servicebus import ServiceBusMessage
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_BATCH_MESSAGE_COUNT,
+    MESSAGING_DESTINATION_NAME,
+    MESSAGING_MESSAGE_ID,
+    MESSAGING_OPERATION_NAME,
+    MESSAGING_OPERATION_TYPE,
+    MESSAGING_SYSTEM,
+    MessagingOperationTypeValues,
+)
+from opentelemetry.semconv._incubating.metrics.messaging_metrics import (
+    MESSAGING_CLIENT_OPERATION_DURATION,
+    MESSAGING_CLIENT_SENT_MESSAGES,
+)
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Link, SpanKind
 
-from common import messaging as sem
+from common.messaging import context_from_properties, current_trace_headers, trace_properties
+from common.span_attributes import EVENT_TYPE, SERVICEBUS
 
 tracer = trace.get_tracer("servicebus_events.producer")
 _UNCONFIGURED = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 meter = metrics.get_meter("servicebus_events.producer")
 
+_CREATE: str = MessagingOperationTypeValues.CREATE.value
+_SEND: str = MessagingOperationTypeValues.SEND.value
+
+# The conventions' create_* helpers would change each instrument's description on the wire.
 _sent = meter.create_counter(
-    "messaging.client.sent.messages", unit="{message}", description="Messages sent"
+    MESSAGING_CLIENT_SENT_MESSAGES, unit="{message}", description="Messages sent"
 )
 _operation_duration = meter.create_histogram(
-    "messaging.client.operation.duration", unit="s", description="Send and schedule calls"
+    MESSAGING_CLIENT_OPERATION_DURATION, unit="s", description="Send and schedule calls"
 )
 _backlog: dict[str, float] = {"count": 0.0, "oldest_age": 0.0}
 
@@ -60,11 +79,11 @@ def creation_context(queue: str, event_id: str, event_type: str) -> str | None:
         kind=SpanKind.PRODUCER,
         attributes={
             **_create_attributes(queue),
-            sem.MESSAGE_ID: event_id,
-            "event.type": event_type,
+            MESSAGING_MESSAGE_ID: event_id,
+            EVENT_TYPE: event_type,
         },
     )
-    headers = sem.current_trace_headers(trace.set_span_in_context(span))
+    headers = current_trace_headers(trace.set_span_in_context(span))
     span.end()
     return json.dumps(headers) if headers else None
 
@@ -78,10 +97,10 @@ def _create_name(queue: str) -> str:
 def _create_attributes(queue: str) -> dict[str, str]:
     """The attributes every create span of ``queue`` shares (copied, never mutated)."""
     return {
-        sem.SYSTEM: sem.MESSAGING_SYSTEM,
-        sem.DESTINATION: queue,
-        sem.OPERATION_NAME: "create",
-        sem.OPERATION_TYPE: "create",
+        MESSAGING_SYSTEM: SERVICEBUS,
+        MESSAGING_DESTINATION_NAME: queue,
+        MESSAGING_OPERATION_NAME: _CREATE,
+        MESSAGING_OPERATION_TYPE: _CREATE,
     }
 
 
@@ -90,7 +109,7 @@ def attach_context(message: ServiceBusMessage, trace_context: str | None) -> Non
     if not trace_context:
         return
     properties = dict(message.application_properties or {})
-    properties.update(sem.trace_properties(json.loads(trace_context)))
+    properties.update(trace_properties(json.loads(trace_context)))
     message.application_properties = properties
 
 
@@ -100,7 +119,7 @@ def _links(contexts: Iterable[str | None]) -> list[Link]:
         if not stored:
             continue
         span_context = trace.get_current_span(
-            sem.context_from_properties(json.loads(stored))
+            context_from_properties(json.loads(stored))
         ).get_span_context()
         if span_context.is_valid:
             links.append(Link(span_context))
@@ -114,16 +133,16 @@ def send_span(queue: str, operation: str, contexts: Sequence[str | None]) -> Ite
     Records the call's duration and the messages sent (with ``error.type`` on failure).
     """
     attributes: dict[str, str | int] = {
-        sem.SYSTEM: sem.MESSAGING_SYSTEM,
-        sem.DESTINATION: queue,
-        sem.OPERATION_NAME: operation,
-        sem.OPERATION_TYPE: "send",
-        sem.BATCH_COUNT: len(contexts),
+        MESSAGING_SYSTEM: SERVICEBUS,
+        MESSAGING_DESTINATION_NAME: queue,
+        MESSAGING_OPERATION_NAME: operation,
+        MESSAGING_OPERATION_TYPE: _SEND,
+        MESSAGING_BATCH_MESSAGE_COUNT: len(contexts),
     }
     metric_attributes: dict[str, str] = {
-        sem.SYSTEM: sem.MESSAGING_SYSTEM,
-        sem.DESTINATION: queue,
-        sem.OPERATION_NAME: operation,
+        MESSAGING_SYSTEM: SERVICEBUS,
+        MESSAGING_DESTINATION_NAME: queue,
+        MESSAGING_OPERATION_NAME: operation,
     }
     started = time.monotonic()
     with tracer.start_as_current_span(
@@ -132,7 +151,7 @@ def send_span(queue: str, operation: str, contexts: Sequence[str | None]) -> Ite
         try:
             yield
         except BaseException as exc:
-            metric_attributes[sem.ERROR_TYPE] = type(exc).__qualname__
+            metric_attributes[ERROR_TYPE] = type(exc).__qualname__
             raise
         finally:
             _operation_duration.record(time.monotonic() - started, metric_attributes)

@@ -1,9 +1,9 @@
 """Sending, scheduling and cancelling messages over long-lived Service Bus senders.
 
-Each queue gets a few senders (``lanes``, AMQP links on the client's one connection), each
+Each queue gets a few senders (sender links, AMQP links on the client's one connection), each
 owned by one task: callers hand over an operation and wait for its outcome. Sends that queue
 up while the senders are busy go out together, in as few ``ServiceBusMessageBatch`` sends as
-their size allows. With two lanes one batch is being encoded and written while the previous
+their size allows. With two sender links one batch is being encoded and written while the previous
 one waits for Service Bus to accept it (the SDK waits for each transfer's disposition), which
 is what lets the relay keep up with one sender sending ready-made batches. The SDK's async
 sender is not documented as safe for concurrent operations, so one owner per sender also
@@ -96,8 +96,8 @@ class _Cancel:
 _Operation = _Send | _Schedule | _Cancel
 
 
-class _Lane:
-    """One sender (AMQP link) of a queue, opened on first use and replaced after a failure."""
+class _SenderLink:
+    """One sender (AMQP sender link) of a queue, opened on first use, replaced after a failure."""
 
     def __init__(self, client: ServiceBusClient, queue: str, timeout: float) -> None:
         self._client = client
@@ -118,7 +118,14 @@ class _Lane:
 
 
 class _QueueSender:
-    """Owns one queue's senders (lanes) and runs the operations handed to them in order."""
+    """Owns one queue's sender links and runs the operations handed to them in order.
+
+    Not a :class:`common.batching.Batcher`: that flushes one batch at a time, of one kind
+    of item, while here several links, each its own task, take operations from one FIFO
+    at once (one batch is written while the previous waits for its disposition), only
+    adjacent sends join a batch (schedules and cancels go alone), a failed send fails the
+    sends queued behind it, and closing cancels what waits instead of sending it.
+    """
 
     def __init__(
         self,
@@ -128,32 +135,32 @@ class _QueueSender:
         timeout: float,
         max_batch_messages: int,
         health: ServiceBusHealth,
-        lanes: int = 2,
+        links: int = 2,
     ) -> None:
         self._queue = queue
         self._timeout = timeout
         self._max_batch_messages = max_batch_messages
         self._health = health
-        self._lanes = [_Lane(client, queue, timeout) for _ in range(lanes)]
+        self._links = [_SenderLink(client, queue, timeout) for _ in range(links)]
         self._pending: asyncio.Queue[_Operation] = asyncio.Queue()
         self._tasks = [
-            asyncio.create_task(self._run(lane), name=f"servicebus-sender:{queue}:{index}")
-            for index, lane in enumerate(self._lanes)
+            asyncio.create_task(self._run(link), name=f"servicebus-sender:{queue}:{index}")
+            for index, link in enumerate(self._links)
         ]
 
     async def submit(self, operation: _Operation) -> None:
         await self._pending.put(operation)
 
     async def close(self) -> None:
-        """Stop the lanes, cancel the operations still waiting, close every sender at once."""
+        """Stop the links' tasks, cancel the operations waiting, close every sender at once."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         while not self._pending.empty():
             self._pending.get_nowait().done.cancel()
-        await asyncio.gather(*(lane.close() for lane in self._lanes))
+        await asyncio.gather(*(link.close() for link in self._links))
 
-    async def _run(self, lane: _Lane) -> None:
+    async def _run(self, link: _SenderLink) -> None:
         while True:
             first = await self._pending.get()
             if isinstance(first, _Send):
@@ -168,23 +175,23 @@ class _QueueSender:
                     else:
                         held.append(nxt)
                         break
-                await self._execute_sends(lane, sends)
+                await self._execute_sends(link, sends)
                 for operation in held:
-                    await self._execute(lane, operation)
+                    await self._execute(link, operation)
             else:
-                await self._execute(lane, first)
+                await self._execute(link, first)
 
-    async def _execute_sends(self, lane: _Lane, sends: list[_Send]) -> None:
+    async def _execute_sends(self, link: _SenderLink, sends: list[_Send]) -> None:
         messages = [m for s in sends for m in s.messages]
         try:
             async with asyncio.timeout(self._timeout):
-                too_large = await self._send_batches(lane.get(), messages)
+                too_large = await self._send_batches(link.get(), messages)
         except asyncio.CancelledError:
             for send in sends:
                 send.done.cancel()
             raise
         except Exception as exc:
-            await self._failed(lane, exc)
+            await self._failed(link, exc)
             for send in sends:
                 fail(send.done, exc)
             self._fail_queued_sends(exc)
@@ -212,10 +219,10 @@ class _QueueSender:
         for operation in kept:
             self._pending.put_nowait(operation)
 
-    async def _execute(self, lane: _Lane, operation: _Operation) -> None:
+    async def _execute(self, link: _SenderLink, operation: _Operation) -> None:
         try:
             async with asyncio.timeout(self._timeout):
-                sender = lane.get()
+                sender = link.get()
                 if isinstance(operation, _Schedule):
                     numbers = await sender.schedule_messages(
                         list(operation.messages), operation.at, timeout=self._timeout
@@ -236,7 +243,7 @@ class _QueueSender:
             fail(operation.done, exc)
             return
         except Exception as exc:
-            await self._failed(lane, exc)
+            await self._failed(link, exc)
             fail(operation.done, exc)
             return
         self._succeeded()
@@ -269,13 +276,13 @@ class _QueueSender:
         self._health.last_success_at = datetime.now(UTC)
         self._health.missing_queues.discard(self._queue)
 
-    async def _failed(self, lane: _Lane, exc: BaseException) -> None:
+    async def _failed(self, link: _SenderLink, exc: BaseException) -> None:
         if isinstance(exc, MessagingEntityNotFoundError):
             self._health.missing_queues.add(self._queue)
         self._health.last_failure_at = datetime.now(UTC)
         self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
         logger.warning("Service Bus operation on %s failed: %r", self._queue, exc)
-        await lane.close()
+        await link.close()
 
 
 class ServiceBusTransport:
@@ -335,7 +342,7 @@ class ServiceBusTransport:
                 timeout=self._timeout,
                 max_batch_messages=self._max_batch_messages,
                 health=self.health,
-                lanes=self._senders_per_queue,
+                links=self._senders_per_queue,
             )
             self._senders[queue] = sender
         return sender

@@ -5,6 +5,7 @@ dead-letter receiver per queue, one SQLite connection) instead of opening one pe
 """
 
 import sqlite3
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,29 @@ from azure.servicebus import (
 _PEEK_PAGE = 250
 
 
-class ServiceBusWatch:
+class _Resources:
+    """What a watcher opens goes on one :class:`~contextlib.ExitStack`; :meth:`close` (or
+    leaving ``with``) closes it all, last opened first."""
+
+    def __init__(self) -> None:
+        self._resources = ExitStack()
+
+    def close(self) -> None:
+        self._resources.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ServiceBusWatch(_Resources):
     """One ``ServiceBusClient`` for the run: sends poison messages, peeks dead-letter queues.
 
     Args:
@@ -30,7 +53,10 @@ class ServiceBusWatch:
     """
 
     def __init__(self, connection_string: str, queues: tuple[str, ...]) -> None:
-        self._client = ServiceBusClient.from_connection_string(connection_string)
+        super().__init__()
+        self._client = self._resources.enter_context(
+            ServiceBusClient.from_connection_string(connection_string)
+        )
         self._queues = queues
         self._dlq: dict[str, ServiceBusReceiver] = {}
 
@@ -51,8 +77,8 @@ class ServiceBusWatch:
         for queue in self._queues:
             receiver = self._dlq.get(queue)
             if receiver is None:
-                receiver = self._client.get_queue_receiver(
-                    queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER
+                receiver = self._resources.enter_context(
+                    self._client.get_queue_receiver(queue, sub_queue=ServiceBusSubQueue.DEAD_LETTER)
                 )
                 self._dlq[queue] = receiver
             sequence = 1
@@ -63,22 +89,6 @@ class ServiceBusWatch:
                     found[str(message.message_id)] = message.dead_letter_reason or ""
                 sequence = (batch[-1].sequence_number or 0) + 1
         return found
-
-    def close(self) -> None:
-        for receiver in self._dlq.values():
-            receiver.close()
-        self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -100,7 +110,7 @@ _PROCESSED = (
 )
 
 
-class ConsumerTables:
+class ConsumerTables(_Resources):
     """Reads the consumer's SQLite audit store over one connection, opened once it exists.
 
     Args:
@@ -108,6 +118,7 @@ class ConsumerTables:
     """
 
     def __init__(self, path: Path) -> None:
+        super().__init__()
         self._path = path
         self._db: sqlite3.Connection | None = None
 
@@ -119,6 +130,7 @@ class ConsumerTables:
                 return {}
             # Autocommit: a read never holds a transaction open against the consumer's writes.
             self._db = sqlite3.connect(self._path, isolation_level=None)
+            self._resources.callback(self._forget_db, self._db)
         found: dict[str, Processing] = {}
         for query in _PROCESSED:
             try:
@@ -129,21 +141,9 @@ class ConsumerTables:
                 found[event_id] = Processing(_utc(accepted), _utc(done))
         return found
 
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
+    def _forget_db(self, db: sqlite3.Connection) -> None:
+        db.close()  # sqlite3's own context manager only commits: it never closes
+        self._db = None
 
 
 def _utc(value: str | datetime) -> datetime:

@@ -2,12 +2,12 @@
 
 ``make run`` must know the status and body of each request it sends (every accepted event
 id, every ``422``) without the client becoming what it measures. Hand-written on asyncio
-streams rather than httpx because, measured against ``python -m bench.apps null`` (a server
-that answers at once) with 32 in flight on the 2-core machine, httpx spent 2.8-3.4 ms of
-client CPU per request (230-310 requests/s, its ceiling) and this loop 0.02-0.03 ms
-(15,000-40,000 requests/s); ``bench.loadgen`` is as cheap but keeps only status counts. It
-speaks just enough HTTP/1.1 for the producer: one request at a time per keep-alive
-connection, responses framed by ``Content-Length``.
+streams rather than httpx because, against ``python -m bench.apps null`` (a server that
+answers at once), httpx's own CPU per request became the ceiling of the run, and this
+loop's is two orders of magnitude smaller (docs/benchmarks/findings.md §14.20);
+``bench.loadgen`` is as cheap but keeps only status counts. It speaks just enough HTTP/1.1
+for the producer: one request at a time per keep-alive connection, responses framed by
+``Content-Length``.
 """
 
 import asyncio

@@ -5,7 +5,9 @@
 ``tests/test_settings_reference.py`` does the same inside ``make test``).
 
 Each row comes from the class itself: the variable is the ``env_prefix`` plus the field
-name upper-cased (nested model fields joined with ``env_nested_delimiter``), the type and
+name upper-cased (nested model fields joined with ``env_nested_delimiter``; a settings
+group, a field typed as another ``BaseSettings`` class (:mod:`common.settings_groups`),
+gets its own section with that class's prefix), the type and
 bounds from the annotation and its ``annotated_types`` constraints, the default from the
 field (secrets never shown), and the meaning from ``Field(description=...)`` or else the
 Google-style ``Attributes:`` section of the class docstring that declares the field
@@ -32,6 +34,8 @@ from pydantic import BaseModel, SecretStr, TypeAdapter
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode
+
+from common.settings_groups import settings_group, settings_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT = ROOT / "docs" / "settings.md"
@@ -283,8 +287,9 @@ def _env_names(model: type[BaseSettings], name: str, info: FieldInfo) -> str:
 def _rows(model: type[BaseSettings], declared_by: type[BaseModel]) -> Iterator[Row]:
     delimiter = model.model_config.get("env_nested_delimiter")
     for name, info in model.model_fields.items():
-        if _declaring_class(model, name) is not declared_by:
-            continue
+        group = settings_group(info.annotation)
+        if _declaring_class(model, name) is not declared_by or group is not None:
+            continue  # a group's variables are its own section's
         meaning = info.description or _docstring_attributes(declared_by).get(name, "")
         variable = _env_names(model, name, info)
         type_name = _type_name(info.annotation, info.metadata)
@@ -324,14 +329,13 @@ def describe(
             declaring.append(klass)
     # The class's own fields first, then each mixin's in MRO order (connection, telemetry).
     declaring.sort(key=lambda klass: -1 if klass is settings else settings.__mro__.index(klass))
-    groups = [
-        Group(
-            title=f"`{klass.__qualname__}` (`{klass.__module__}`)",
-            summary=_summary(klass),
-            rows=list(_rows(settings, klass)),
-        )
-        for klass in declaring
-    ]
+    groups: list[Group] = []
+    for klass in declaring:
+        groups.append(_group(settings, klass))
+        # Each settings group right after the class that declares it.
+        for name, group in settings_groups(settings).items():
+            if _declaring_class(settings, name) is klass:
+                groups.append(_group(group, group))
     prefix = settings.model_config.get("env_prefix")
     also = [
         other
@@ -339,6 +343,23 @@ def describe(
         if other is not settings and other.model_config.get("env_prefix") == prefix
     ]
     return Component(title, settings, groups, also)
+
+
+def _group(settings: type[BaseSettings], klass: type[BaseModel]) -> Group:
+    return Group(
+        title=f"`{klass.__qualname__}` (`{klass.__module__}`)",
+        summary=_summary(klass),
+        rows=list(_rows(settings, klass)),
+    )
+
+
+def variables(settings: type[BaseSettings]) -> list[str]:
+    """The top-level variables ``settings`` reads itself (a group's are the group class's)."""
+    return [
+        _env_names(settings, name, info)
+        for name, info in settings.model_fields.items()
+        if settings_group(info.annotation) is None
+    ]
 
 
 def components() -> list[Component]:
@@ -353,11 +374,11 @@ def components() -> list[Component]:
     described = [describe(title, load(target), found) for title, target in COMPONENTS]
     documented = {row.variable for c in described for g in c.groups for row in g.rows}
     for other in found:
-        for name, info in other.model_fields.items():
-            if f"`{_env_names(other, name, info)}`" not in documented:
+        for variable in variables(other):
+            if f"`{variable}`" not in documented:
                 raise ValueError(
                     f"{other.__module__}.{other.__qualname__} reads "
-                    f"{_env_names(other, name, info)}, which no component in COMPONENTS covers"
+                    f"{variable}, which no component in COMPONENTS covers"
                 )
     return described
 

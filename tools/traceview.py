@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
+    MESSAGING_MESSAGE_ID,
+)
+from opentelemetry.semconv.attributes.service_attributes import SERVICE_NAME
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -80,7 +84,7 @@ def load_spans(path: Path) -> list[Span]:
                 kind=record.get("kind", ""),
                 start=datetime.fromisoformat(record["start_time"].replace("Z", "+00:00")),
                 end=datetime.fromisoformat(record["end_time"].replace("Z", "+00:00")),
-                service=record.get("resource", {}).get("attributes", {}).get("service.name", "?"),
+                service=record.get("resource", {}).get("attributes", {}).get(SERVICE_NAME, "?"),
                 attributes=record.get("attributes", {}),
                 status=record.get("status", {}).get("status_code", "UNSET"),
                 links=[link["context"]["trace_id"] for link in record.get("links", [])],
@@ -101,7 +105,7 @@ def trace_of(spans: list[Span], event_id: str | None) -> list[Span]:
     def mentions(span: Span) -> bool:
         if event_id is None:  # the latest event that came in over HTTP and was processed
             return span.kind == "SpanKind.CONSUMER" and span.trace_id in served
-        values = (span.attributes.get("messaging.message.id"), span.attributes.get("event.id"))
+        values = (span.attributes.get(MESSAGING_MESSAGE_ID), span.attributes.get("event.id"))
         return event_id in values
 
     matching = sorted((s for s in spans if mentions(s)), key=lambda s: s.end)

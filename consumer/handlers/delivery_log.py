@@ -31,6 +31,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from common.batching import Batcher
 from consumer.stores.deliveries import DeliveredRecord, DeliveryStore
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,10 @@ class DeliveryLog:
     def __init__(self, path: Path, store: DeliveryStore) -> None:
         self._path = path
         self._store = store
-        self._queue: list[tuple[DeliveredRecord, asyncio.Future[None]]] = []
         self._unwritten: list[DeliveredRecord] = []  # a failed write's records, retried
-        self._drain: asyncio.Task[None] | None = None
+        # One write at a time, in arrival order: a group's lines are fsynced before its
+        # rows are marked logged, and the next group starts after both.
+        self._writer: Batcher[DeliveredRecord, None] = Batcher(self._write, name="delivery-log")
 
     async def catch_up(self) -> int:
         """Bring the file up to the store: call once at start-up, before :meth:`record`.
@@ -96,23 +98,17 @@ class DeliveryLog:
         Never raises for the file or the database: a failed write is retried with the
         next record (and, after a restart, by :meth:`catch_up`); a failed mark is
         repaired by :meth:`catch_up`.
-        """
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append((record, future))
-        if self._drain is None or self._drain.done():
-            self._drain = asyncio.create_task(self._drain_queue(), name="delivery-log")
-        # Shielded: a cancelled handler must not cancel the write of other handlers' lines.
-        await asyncio.shield(future)
 
-    async def _drain_queue(self) -> None:
-        while self._queue:
-            batch, self._queue = self._queue, []
-            try:
-                await self._flush([record for record, _ in batch])
-            finally:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+        A cancelled handler stops waiting, but its line is still written with its group.
+        """
+        await self._writer.submit(record)
+
+    async def _write(self, records: list[DeliveredRecord]) -> list[None]:
+        try:
+            await self._flush(records)
+        except Exception:  # never reaches the handlers; catch_up repairs at start-up
+            logger.exception("delivery log %s: writing %d line(s) failed", self._path, len(records))
+        return [None] * len(records)
 
     async def _flush(self, records: list[DeliveredRecord]) -> None:
         records = [*self._unwritten, *records]

@@ -14,6 +14,7 @@ from email.utils import format_datetime, make_msgid
 
 import aiosmtplib
 from opentelemetry import trace
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.trace import SpanKind
 
 from consumer.errors import ConsumerDeadLetterReason, PermanentError, TransientError
@@ -112,7 +113,7 @@ class EmailSender:
         with tracer.start_as_current_span(
             "smtp send",
             kind=SpanKind.CLIENT,
-            attributes={"server.address": config.host, "server.port": config.port},
+            attributes={SERVER_ADDRESS: config.host, SERVER_PORT: config.port},
         ):
             await self._send(envelope, message)
 

@@ -3,7 +3,7 @@
 The body is ``{"id", "type", "timestamp", "data"}`` (Standard Webhooks payload shape),
 ``data`` being the notification; headers ``webhook-id`` (the event id), ``webhook-timestamp``
 and ``webhook-signature`` (see :mod:`consumer.signing`; receivers verify with
-:func:`consumer.signing.verify_signature`).
+:func:`consumer.signing.verify_signature` or the ``standardwebhooks`` library).
 
 Responses: 2xx delivered; 408, 425, 429 and 5xx transient (``Retry-After`` honoured as
 the earliest retry); any other status (3xx redirects are not followed, 4xx) is permanent:

@@ -8,7 +8,7 @@ connection until the service echoes the outcome) and lock renewal (a management
 request/response). So handlers run concurrently, but every call on one receiver takes the
 channel's lock; FIFO waiters keep a settlement from starving behind repeated receives.
 We renew locks ourselves through the same lock instead of ``AutoLockRenewer``, which
-would call the receiver from its own task.
+would call the receiver from its own task (:mod:`consumer.runtime.lock` gives the figures).
 """
 
 import asyncio

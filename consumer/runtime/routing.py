@@ -1,4 +1,7 @@
-"""Which handler (and retry policy) processes an envelope."""
+"""Which handler (and retry policy) processes an envelope.
+
+The routes themselves are registered per event type in :mod:`consumer.handlers.registry`.
+"""
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -24,10 +27,20 @@ Router = Callable[[EventEnvelope], Route | None]
 """Returns the route for an envelope, or ``None`` when no handler takes it."""
 
 
-def by_event_type(routes: Mapping[str, Route]) -> Router:
-    """A router dispatching on the envelope's ``type``."""
+def by_event_type(routers: Mapping[tuple[str, str | None], Router]) -> Router:
+    """A router dispatching on the envelope's ``(type, schemaversion)``.
+
+    Args:
+        routers: Router per ``(type, version)``; a ``(type, None)`` entry takes every
+            version of the type without an entry of its own.
+    """
+    exact = {key: router for key, router in routers.items() if key[1] is not None}
+    any_version = {key[0]: router for key, router in routers.items() if key[1] is None}
 
     def route(envelope: EventEnvelope) -> Route | None:
-        return routes.get(envelope.type)
+        found = exact.get((envelope.type, envelope.schemaversion)) if exact else None
+        if found is None:
+            found = any_version.get(envelope.type)
+        return found(envelope) if found is not None else None
 
     return route

@@ -2,7 +2,8 @@
 
 Shutdown (SIGTERM, as Container Apps sends before it kills a replica,
 https://learn.microsoft.com/azure/container-apps/application-lifecycle-management#shutdown)
-runs against one deadline, ``shutdown_grace_period`` seconds after the stop: readiness
+runs against one deadline (:class:`common.shutdown.ShutdownDeadline`, on the event
+loop's clock), ``shutdown_grace_period`` seconds after the stop: readiness
 turns false and receiving stops after the receive call in progress; in-flight handlers
 get until the deadline minus a reserve (:class:`ShutdownBudget`) to finish and settle;
 handlers still running are cancelled and their messages abandoned, so Service Bus hands
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from common.shutdown import ShutdownDeadline, split_reserves
 from consumer import telemetry
 from consumer.runtime.processor import QueueConfig, QueueProcessor
 from consumer.runtime.routing import Router
@@ -28,8 +30,6 @@ ABANDON_RESERVE = 1.5
 """Seconds of the grace period kept for abandoning the messages of cancelled handlers."""
 CLOSE_RESERVE = 1.5
 """Seconds of the grace period kept for closing receivers and senders (all at once)."""
-MIN_CLOSE_TIME = 0.5
-"""Seconds closes get at least, even when the deadline is nearer (a tiny grace period)."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,8 @@ class ShutdownBudget:
     @classmethod
     def for_grace(cls, grace: float) -> "ShutdownBudget":
         """The reserves, shrunk to half of ``grace`` together so handlers keep the rest."""
-        scale = min(1.0, grace / 2 / (ABANDON_RESERVE + CLOSE_RESERVE))
-        close = CLOSE_RESERVE * scale
-        return cls(abandon=close + ABANDON_RESERVE * scale, close=close)
+        abandon, close = split_reserves(grace, ABANDON_RESERVE, CLOSE_RESERVE)
+        return cls(abandon=close + abandon, close=close)
 
 
 class Worker:
@@ -75,16 +74,23 @@ class Worker:
         self.stats = WorkerStats()
         telemetry.observe_stats(self.stats)
         self._grace = shutdown_grace_period
+        self._deadline = ShutdownDeadline(shutdown_grace_period, clock=_loop_time)
         self.processors = [
             QueueProcessor(client, config, router, self.stats.queue(config.name))
             for config in queues
         ]
         self.running = False
         self.stopping = False
-        self.shutdown_deadline: float | None = None
-        """Loop time (``loop.time()``, seconds) by which shutdown ends: set at the stop,
-        ``shutdown_grace_period`` later (moved only to give closes :data:`MIN_CLOSE_TIME`)."""
         self._budget = ShutdownBudget.for_grace(shutdown_grace_period)
+
+    @property
+    def shutdown_deadline(self) -> float | None:
+        """Loop time (``loop.time()``, seconds) by which shutdown ends; ``None`` before the stop.
+
+        Set at the stop, ``shutdown_grace_period`` later; moved only to give closes
+        :data:`common.shutdown.MIN_CLOSE_TIME`.
+        """
+        return self._deadline.at
 
     @property
     def connected(self) -> bool:
@@ -119,13 +125,11 @@ class Worker:
 
     def deadline_left(self) -> float:
         """Seconds until :attr:`shutdown_deadline` (negative once past; 0 before the stop)."""
-        if self.shutdown_deadline is None:
-            return 0.0
-        return self.shutdown_deadline - asyncio.get_running_loop().time()
+        return self._deadline.left() if self._deadline.started else 0.0
 
     def _start_shutdown(self) -> None:
         self.stopping = True
-        self.shutdown_deadline = asyncio.get_running_loop().time() + self._grace
+        self._deadline.start()
         logger.info(
             "stopping: receiving ends; in-flight work has until the shutdown deadline, "
             "%.1f s from now",
@@ -162,17 +166,20 @@ class Worker:
     async def _close(self) -> None:
         """Close every receiver and sender at once, giving up at the deadline.
 
-        Closes get at least :data:`MIN_CLOSE_TIME`: when less is left, the deadline moves
-        (so a grace period under about a second may be overrun by up to that much).
+        Closes get at least :data:`common.shutdown.MIN_CLOSE_TIME`: when less is left, the
+        deadline moves (so a grace period under about a second may be overrun by up to that
+        much).
         """
-        assert self.shutdown_deadline is not None
-        if self.deadline_left() < MIN_CLOSE_TIME:
-            self.shutdown_deadline = asyncio.get_running_loop().time() + MIN_CLOSE_TIME
         try:
-            async with asyncio.timeout_at(self.shutdown_deadline):
+            async with asyncio.timeout_at(self._deadline.keep_close_time()):
                 await asyncio.gather(*(p.close() for p in self.processors))
         except TimeoutError:
             logger.warning(
                 "receivers and senders still closing at the shutdown deadline: left to end "
                 "with the process"
             )
+
+
+def _loop_time() -> float:
+    """The running event loop's clock (``asyncio.timeout_at`` takes its times)."""
+    return asyncio.get_running_loop().time()

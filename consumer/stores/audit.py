@@ -6,7 +6,6 @@ in-process lock on SQLite. Each append also writes the idempotency inbox row in 
 transaction, so an event is recorded at most once however often it is delivered.
 """
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from sqlalchemy import Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from common.futures import fail, resolve
+from common.batching import Batcher
 from consumer.stores.chain import GENESIS_HASH, record_hash, timestamp
 from consumer.stores.database import Database, as_utc
 from consumer.stores.inbox import Inbox
@@ -136,8 +135,16 @@ class AuditStore:
     def __init__(self, database: Database, inbox: Inbox | None = None) -> None:
         self._db = database
         self._inbox = inbox or Inbox(database)
-        self._pending: list[tuple[AuditEnvelope, asyncio.Future[bool]]] = []
-        self._appender: asyncio.Task[None] | None = None
+        # One group at a time, in arrival order: each group extends the chain head the
+        # previous one left. A group with a bad event (IntegrityError) is appended again
+        # one event per transaction, so that event fails alone.
+        self._appender: Batcher[AuditEnvelope, bool] = Batcher(
+            self._append_group,
+            flush_one=self._append_one,
+            isolate=(IntegrityError,),
+            max_size=GROUP_MAX,
+            name="audit-append",
+        )
 
     async def append(self, envelope: AuditEnvelope) -> bool:
         """Record the event at the end of the chain.
@@ -146,38 +153,13 @@ class AuditStore:
         chain head is read and written once per group, not once per event, which on
         SQLite (one writer) is what bounds the rate.
 
+        A caller cancelled while it waits does not withdraw its event: it is appended
+        with its group (and, were it not, redelivery would append it).
+
         Returns:
             ``False`` when this event id was already recorded (nothing written).
         """
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()
-        self._pending.append((envelope, done))
-        if self._appender is None or self._appender.done():
-            self._appender = loop.create_task(self._append_pending(), name="audit-append")
-        return await asyncio.shield(done)
-
-    async def _append_pending(self) -> None:
-        while self._pending:
-            group = self._pending[:GROUP_MAX]
-            del self._pending[:GROUP_MAX]
-            try:
-                results = await self._append_group([e for e, _ in group])
-            except IntegrityError:
-                # Fall back to one transaction per event, so one bad event fails alone.
-                for envelope, done in group:
-                    try:
-                        result = await self._append_one(envelope)
-                    except Exception as exc:
-                        fail(done, exc)
-                    else:
-                        resolve(done, result)
-                continue
-            except Exception as exc:
-                for _, done in group:
-                    fail(done, exc)
-                continue
-            for (_, done), result in zip(group, results, strict=True):
-                resolve(done, result)
+        return await self._appender.submit(envelope)
 
     async def _append_group(self, envelopes: list[AuditEnvelope]) -> list[bool]:
         now = datetime.now(UTC)

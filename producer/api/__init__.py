@@ -13,19 +13,20 @@ def include_routes(app: FastAPI) -> None:
 
     The ``/v1`` routers are included directly, hottest first, rather than nested in one
     ``/v1`` router: FastAPI matches nested routers level by level on every request, and the
-    OpenTelemetry instrumentation matches once more to name the span (together ~15 % of
-    the accept path's CPU with two levels).
+    OpenTelemetry instrumentation matches once more to name the span, so each level is
+    matched twice per request (docs/benchmarks/findings.md §14.1).
 
     Every ``/v1`` route takes the caller (:data:`producer.auth.PrincipalDep`) itself, so
     no router-level ``Depends(authenticate)`` is added: FastAPI walks a cached
     dependency's whole sub-tree again for each place it is declared, and the second walk
-    of ``authenticate`` and its two security schemes was ~20 % of the accept path's
-    dependency solving. :func:`require_authentication` checks that no route lacks it.
+    of ``authenticate`` and its two security schemes is pure repetition on the hottest
+    path (docs/benchmarks/findings.md §14.2). :func:`require_authentication` checks that
+    no route lacks it.
 
     Raises:
         RuntimeError: a ``/v1`` route does not depend on ``authenticate``.
     """
-    for router in (ingest.router, events.router):
+    for router in (ingest.ingest_router(), events.router):
         require_authentication(router)
         app.include_router(router, prefix="/v1")
     app.include_router(health.router)

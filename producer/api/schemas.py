@@ -1,9 +1,9 @@
 """Request and response bodies of the v1 API (times are RFC 3339, UTC)."""
 
 from datetime import datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from contracts import AuditEvent, NotificationEvent
 
@@ -48,6 +48,27 @@ class NotificationBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     events: Annotated[list[NotificationEvent], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+def batch_model(data_model: type[BaseModel], title: str) -> type[BaseModel]:
+    """The batch body of an event type without a batch model of its own.
+
+    Args:
+        data_model: The event's model (``contracts.registry.EventSpec.data_model``).
+        title: Its human title, for the description.
+
+    Returns:
+        ``<Model>Batch``: ``{"events": [...]}``, 1-100 events, no other field, like
+        :class:`AuditEventBatch`.
+    """
+    # A field type built at run time, which a static checker cannot follow.
+    events: Any = Annotated[list[data_model], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]  # type: ignore[valid-type]
+    return create_model(
+        f"{data_model.__name__}Batch",
+        __config__=ConfigDict(extra="forbid"),
+        __doc__=f"Up to {MAX_BATCH_EVENTS} events ({title}), accepted all together or not at all.",
+        events=(events, ...),
+    )
 
 
 class EventStatus(BaseModel):

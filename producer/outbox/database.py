@@ -21,6 +21,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from common import pool, sqlite
@@ -29,6 +30,9 @@ from common.migrations import upgrade_to_head
 from producer.outbox.models import VERSION_TABLE
 
 logger = logging.getLogger(__name__)
+
+DATABASE_ERRORS: Final = (SQLAlchemyError, OSError, TimeoutError)
+"""What an unreachable or failing outbox database raises."""
 
 MIGRATIONS_DIR: Final = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_LOCK_KEY: Final = 0x70726F64  # "prod": pg_advisory_xact_lock key
@@ -56,8 +60,9 @@ def create_outbox_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         if parsed.get_driver_name() == "asyncpg":
             # asyncpg prepares every statement; after five runs PostgreSQL may switch to a
             # generic plan, which for ``id IN (...) AND status = 'accepted'`` scans the
-            # whole pending index (mark_published: 40-140 ms instead of 4 ms per 100 rows
-            # with a 50,000-row backlog). Plan each execution with its parameters.
+            # whole pending index, so ``mark_published`` slows by an order of magnitude
+            # once a backlog builds up (docs/benchmarks/findings.md §14.7). Plan each
+            # execution with its parameters.
             connect_args = dict(kwargs.pop("connect_args", {}))
             server_settings = dict(connect_args.get("server_settings", {}))
             server_settings.setdefault("plan_cache_mode", "force_custom_plan")

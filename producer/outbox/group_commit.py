@@ -10,167 +10,142 @@ per group, so the fewer requests a group holds, the more CPU each request costs
 Why groups can wait a little (the *linger*, ``PRODUCER_GROUP_COMMIT_LINGER``, 5 ms by
 default; its setting says why): under a steady load of N concurrent clients the
 requests split into cohorts. While one cohort's transaction commits, the requests that
-arrive meanwhile form the next group, and the two cohorts then alternate for good: at
-eight clients, groups of 3 and 5 instead of 8. So when the requests waiting are fewer than
-the group size last reached, the committer waits up to ``linger`` for the rest; when the
-wait runs out, it commits what it has and aims no higher than that next time. Requests
-arriving alone (no larger group seen since the last time a wait ran out) never wait. The
-same trade-off as Kafka's ``linger.ms`` for producer batches
+arrive meanwhile form the next group, and the two cohorts then alternate for good, each
+group holding only part of the clients (docs/benchmarks/findings.md §14.22). So when the
+requests waiting are fewer than the group size last reached, the committer waits up to
+``linger`` for the rest; when the wait runs out, it commits what it has and aims no higher
+than that next time. Requests arriving alone (no larger group seen since the last time a
+wait ran out) never wait. The same trade-off as Kafka's ``linger.ms`` for producer batches
 (https://kafka.apache.org/documentation/#producerconfigs_linger.ms) and PostgreSQL's
 ``commit_delay`` (https://www.postgresql.org/docs/current/wal-configuration.html), with a
 target that follows the load instead of a fixed one.
 """
 
-import asyncio
-from collections import deque
-from contextlib import suppress
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from azure.servicebus import ServiceBusMessage
 from sqlalchemy.exc import IntegrityError
 
-from common.futures import fail, resolve
+from common.batching import Batcher, Failed, one_by_one
+from contracts._types import utc_now
 from producer.errors import OutboxUnavailableError
-from producer.outbox.relay import utc_now
-from producer.outbox.repository import NewEvent
+from producer.outbox.marks import PublishedMarks
+from producer.outbox.relay import PublishStats
+from producer.outbox.repository import NewEvent, OutboxRepository
 
-if TYPE_CHECKING:
-    from producer.publisher import EventPublisher
+Messages = dict[str, ServiceBusMessage]
+"""The prepared Service Bus message of each row, by event id."""
+NewClaim = Callable[[], str | None]
+"""Returns the claim to insert a group's rows under (``None``: leave them to the relay)."""
+OnCommitted = Callable[[str | None, list[NewEvent], Messages], None]
+"""Called with the claim, the committed rows and their messages after each commit."""
 
-_Request = tuple[list[NewEvent], dict[str, ServiceBusMessage], asyncio.Future[None]]
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """One caller's rows (all or none of them commit) and their prepared messages."""
+
+    rows: list[NewEvent]
+    messages: Messages
+
+
+def _rows(request: _Request) -> int:
+    return len(request.rows)
 
 
 class GroupCommit:
-    """Commits the rows of concurrent requests in one transaction, then publishes them.
+    """Commits the rows of concurrent requests in one transaction, then hands them on.
+
+    Built on :class:`common.batching.Batcher` (its ``linger`` is the adaptive wait the
+    module docstring describes).
 
     Args:
-        publisher: Owner (repository, relay, transport health, stats, task tracking).
-        max_rows: Most rows per transaction.
+        repository: The outbox.
+        marks: The relay's pending ``published`` marks (taken along on SQLite).
+        stats: Counters (``commit_groups``, ``grouped_events``).
+        new_claim: Called once per group before its transaction.
+        on_committed: Called once per committed group (its rows that committed), e.g. to
+            publish them; never awaited, so it must not block.
+        max_rows: Most rows per transaction (a request with more goes alone).
         linger: Longest wait, in seconds, for the rest of a group smaller than the last
             one reached (see the module docstring); 0 commits whatever is waiting at once.
     """
 
     def __init__(
-        self, publisher: "EventPublisher", max_rows: int = 500, linger: float = 0.0
+        self,
+        repository: OutboxRepository,
+        marks: PublishedMarks,
+        stats: PublishStats,
+        *,
+        new_claim: NewClaim,
+        on_committed: OnCommitted,
+        max_rows: int = 500,
+        linger: float = 0.0,
     ) -> None:
-        self._publisher = publisher
-        self._max_rows = max_rows
-        self._linger = linger
-        self._target = 1
-        """Rows a group waits for (at most ``linger``): the size last reached."""
-        self._pending: deque[_Request] = deque()
-        self._pending_rows = 0
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._repository = repository
+        self._marks = marks
+        self._stats = stats
+        self._new_claim = new_claim
+        self._on_committed = on_committed
+        # One more turn of the event loop before a group lets requests that are ready to
+        # commit join it instead of waiting for the next one.
+        self._batcher: Batcher[_Request, None] = Batcher(
+            self._commit,
+            max_size=max_rows,
+            size=_rows,
+            linger=linger,
+            yield_turns=1,
+            name="outbox-group-commit",
+        )
 
-    async def insert(self, rows: list[NewEvent], messages: dict[str, ServiceBusMessage]) -> None:
-        """Return once ``rows`` are committed (raises what the insert raised)."""
-        loop = asyncio.get_running_loop()
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        if self._task is None or self._task.done():
-            self._task = loop.create_task(self._run(), name="outbox-group-commit")
-        done: asyncio.Future[None] = loop.create_future()
-        self._pending.append((rows, messages, done))
-        self._pending_rows += len(rows)
-        self._wake.set()
-        await asyncio.shield(done)
+    async def insert(self, rows: list[NewEvent], messages: Messages) -> None:
+        """Return once ``rows`` are committed, all in one transaction.
+
+        Raises:
+            sqlalchemy.exc.IntegrityError: one of the rows' ids is already in the outbox
+                (only this request fails; the others of its group commit).
+            OutboxUnavailableError: the publisher closed before the rows were committed.
+            Exception: what the transaction raised (every request of the group gets it).
+        """
+        await self._batcher.submit(_Request(rows, messages))
 
     async def close(self) -> None:
-        """Stop the committer task (after the HTTP server stopped sending requests).
+        """Stop committing (after the HTTP server stopped sending requests).
 
         Requests still waiting for a group then fail with ``OutboxUnavailableError``
         (nothing of theirs was committed), so a library caller publishing during shutdown
         gets an answer instead of waiting forever.
         """
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        while self._pending:
-            rows, _, done = self._pending.popleft()
-            self._pending_rows -= len(rows)
-            fail(
-                done, OutboxUnavailableError("the publisher closed before the event was committed")
-            )
+        await self._batcher.aclose(
+            OutboxUnavailableError("the publisher closed before the event was committed")
+        )
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            # One more turn of the event loop lets requests that are ready to commit join
-            # this group instead of waiting for the next one.
-            await asyncio.sleep(0)
-            self._wake.clear()
-            while self._pending:
-                if self._linger:
-                    await self._wait_for_group()
-                await self._commit(self._take_group())
-
-    async def _wait_for_group(self) -> None:
-        """Wait up to ``linger`` until ``_target`` rows are pending; adjust the target."""
-        assert self._wake is not None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._linger
-        ran_out = False
-        while self._pending_rows < self._target:
-            self._wake.clear()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await self._wake.wait()
-            except TimeoutError:
-                ran_out = True
-                break
-        reached = min(self._pending_rows, self._max_rows)
-        self._target = max(1, reached if ran_out else max(self._target, reached))
-
-    def _take_group(self) -> list[_Request]:
-        group = [self._pending.popleft()]
-        size = len(group[0][0])
-        while self._pending and size + len(self._pending[0][0]) <= self._max_rows:
-            group.append(self._pending.popleft())
-            size += len(group[-1][0])
-        self._pending_rows -= size
-        return group
-
-    async def _commit(self, group: list[_Request]) -> None:
-        publisher = self._publisher
-        reachable = publisher.transport.health.reachable is not False
-        claim = publisher.relay.new_claim() if reachable else None
+    async def _commit(self, group: list[_Request]) -> list[Failed | None]:
+        claim = self._new_claim()
         attempts = 0 if claim is None else 1
-        failed: set[int] = set()
+        outcomes: list[Failed | None]
         try:
-            await self._insert([row for item in group for row in item[0]], claim, attempts)
+            await self._insert([row for request in group for row in request.rows], claim, attempts)
+            outcomes = [None] * len(group)
         except IntegrityError:
             # A duplicate id somewhere in the group: commit each request alone, so only
             # the request that carries it fails.
-            for index, item in enumerate(group):
-                try:
-                    await self._insert(item[0], claim, attempts)
-                except Exception as exc:
-                    failed.add(index)
-                    fail(item[2], exc)
-                else:
-                    resolve(item[2], None)
-        except BaseException as exc:
-            for item in group:
-                fail(item[2], exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        else:
-            for item in group:
-                resolve(item[2], None)
+            outcomes = await one_by_one(
+                group, lambda request: self._insert(request.rows, claim, attempts)
+            )
         committed = [
-            row for index, item in enumerate(group) if index not in failed for row in item[0]
+            request
+            for request, outcome in zip(group, outcomes, strict=True)
+            if not isinstance(outcome, Failed)
         ]
-        if not committed:
-            return
-        if claim is None or publisher.relay.stopping:
-            publisher.relay.notify()
-            return
-        messages = {k: v for item in group for k, v in item[1].items()}
-        publisher._spawn(publisher.relay.publish_inserted(claim, committed, messages))
+        if committed:
+            self._on_committed(
+                claim,
+                [row for request in committed for row in request.rows],
+                {k: v for request in committed for k, v in request.messages.items()},
+            )
+        return outcomes
 
     async def _insert(self, rows: list[NewEvent], claim: str | None, attempts: int) -> None:
         """One transaction: ``rows`` and, on SQLite, the ``published`` marks waiting now.
@@ -180,23 +155,22 @@ class GroupCommit:
         On PostgreSQL the marks are written on another connection in parallel; taking them
         along would only lengthen the transaction the requests are waiting for.
         """
-        marks_queue = self._publisher.relay.marks
         marks = None
         try:
-            async with self._publisher.repository.engine.begin() as connection:
+            async with self._repository.engine.begin() as connection:
                 now = utc_now()
-                await self._publisher.repository.insert(
+                await self._repository.insert(
                     connection, rows, claim=claim, now=now, attempts=attempts
                 )
                 if connection.dialect.name == "sqlite":
-                    marks = marks_queue.take()
+                    marks = self._marks.take()
                 if marks is not None:
-                    await self._publisher.repository.set_published(connection, marks.ids, now=now)
+                    await self._repository.set_published(connection, marks.ids, now=now)
         except BaseException:
             if marks is not None:
-                marks_queue.give_back(marks)
+                self._marks.give_back(marks)
             raise
-        stats = self._publisher.stats
+        stats = self._stats
         stats.commit_groups += 1
         stats.grouped_events += len(rows)
         if marks is not None:

@@ -2,10 +2,11 @@
 
 Every send of the fast path and of the relay loops used to record its rows in a
 transaction of its own. On SQLite, where the outbox has one connection, that second
-transaction per event took the connection from the next group commit: at 300 events/s
-each event waited behind the marks of the ones before it. :class:`PublishedMarks`
+transaction per event took the connection from the next group commit, so under load
+each event waited behind the marks of the ones before it (docs/benchmarks/findings.md
+§14.8). :class:`PublishedMarks`
 coalesces the marks waiting at any moment into one ``UPDATE``, and on SQLite the group
-commit (:class:`producer.group_commit.GroupCommit`) takes the waiting marks into the
+commit (:class:`producer.outbox.group_commit.GroupCommit`) takes the waiting marks into the
 transaction it commits anyway, so under steady load marks cost no transaction at all.
 
 A caller still returns only once its rows are recorded, so nothing about leases or
@@ -13,12 +14,14 @@ retries changes: rows stay leased to their claim until the transaction that mark
 has committed.
 """
 
-import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
-from common.futures import fail, resolve
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from common.batching import Batch, Batcher
 from producer.outbox.repository import OutboxRepository
 
 
@@ -26,22 +29,27 @@ from producer.outbox.repository import OutboxRepository
 class Marks:
     """Marks taken by one writer: the rows' ids and the callers waiting for them."""
 
-    ids: list[str] = field(default_factory=list)
-    waiters: list["asyncio.Future[None]"] = field(default_factory=list)
+    batch: Batch[Sequence[str], None]
+
+    @property
+    def ids(self) -> list[str]:
+        """The rows to record as published, in the order they were sent."""
+        return [event_id for ids in self.batch.items for event_id in ids]
 
     def committed(self) -> None:
         """The transaction holding these marks committed."""
-        for waiter in self.waiters:
-            resolve(waiter, None)
+        self.batch.resolve([None] * len(self.batch.items))
 
     def failed(self, exc: BaseException) -> None:
         """Writing these marks failed; each caller gets ``exc``."""
-        for waiter in self.waiters:
-            fail(waiter, exc)
+        self.batch.fail(exc)
 
 
 class PublishedMarks:
     """Coalesces ``accepted`` -> ``published`` updates of concurrent sends.
+
+    A caller cancelled while it waits does not take its marks back: they are written
+    with the others (and were they never written, the rows would only be sent again).
 
     Args:
         repository: The outbox.
@@ -51,8 +59,13 @@ class PublishedMarks:
     def __init__(self, repository: OutboxRepository, clock: Callable[[], datetime]) -> None:
         self._repository = repository
         self._clock = clock
-        self._waiting = Marks()
-        self._flusher: asyncio.Task[None] | None = None
+        self._connection: AsyncConnection | None = None
+        # Marks are taken only once a connection is ours (``hold``): while the flusher
+        # waits for SQLite's one connection, a group commit holding it takes them into
+        # its transaction.
+        self._batcher: Batcher[Sequence[str], None] = Batcher(
+            self._write, hold=self._connected, name="outbox-published-marks"
+        )
 
     async def mark(self, ids: Sequence[str]) -> None:
         """Record ``ids`` as published; returns once that is committed.
@@ -62,12 +75,7 @@ class PublishedMarks:
         """
         if not ids:
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.ids.extend(ids)
-        self._waiting.waiters.append(done)
-        self._ensure_flusher()
-        # Shielded: a caller cancelled mid-write must not cancel the others' marks.
-        await asyncio.shield(done)
+        await self._batcher.submit(ids)
 
     def take(self) -> Marks | None:
         """Hand the waiting marks to a writer that records them in its own transaction.
@@ -75,17 +83,12 @@ class PublishedMarks:
         The writer must call :meth:`Marks.committed` after its commit, or
         :meth:`give_back` if the transaction failed.
         """
-        if not self._waiting.ids:
-            return None
-        taken, self._waiting = self._waiting, Marks()
-        return taken
+        batch = self._batcher.take()
+        return None if batch is None else Marks(batch)
 
     def give_back(self, marks: Marks) -> None:
         """Return marks a writer could not commit; they are written on their own."""
-        marks.ids.extend(self._waiting.ids)
-        marks.waiters.extend(self._waiting.waiters)
-        self._waiting = marks
-        self._ensure_flusher()
+        self._batcher.give_back(marks.batch)
 
     async def wait_flushed(self) -> None:
         """Return once no marks are waiting or being written (shutdown).
@@ -93,31 +96,21 @@ class PublishedMarks:
         Rows whose marks are never written are not lost: they stay ``accepted`` and are
         sent again (duplicate detection drops the copy); waiting only spares that.
         """
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.wait({self._flusher})
+        await self._batcher.flush()
 
-    def _ensure_flusher(self) -> None:
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(
-                self._flush(), name="outbox-published-marks"
-            )
-
-    async def _flush(self) -> None:
-        while self._waiting.ids:
-            marks: Marks | None = None
+    @asynccontextmanager
+    async def _connected(self) -> AsyncIterator[None]:
+        async with self._repository.engine.connect() as connection:
+            self._connection = connection
             try:
-                # Take the marks only once a connection is ours: while this waits for
-                # SQLite's one connection, a group commit holding it takes them into its
-                # transaction.
-                async with self._repository.engine.connect() as connection:
-                    marks = self.take()
-                    if marks is None:
-                        return
-                    await self._repository.set_published(connection, marks.ids, now=self._clock())
-                    await connection.commit()
-            except BaseException as exc:
-                (marks or self.take() or Marks()).failed(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            marks.committed()
+                yield
+            finally:
+                self._connection = None
+
+    async def _write(self, marks: list[Sequence[str]]) -> list[None]:
+        connection = self._connection
+        assert connection is not None, "the batcher writes inside its hold"
+        ids = [event_id for batch in marks for event_id in batch]
+        await self._repository.set_published(connection, ids, now=self._clock())
+        await connection.commit()
+        return [None] * len(marks)

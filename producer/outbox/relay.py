@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from azure.servicebus import ServiceBusMessage
 from tenacity import (
@@ -36,6 +36,7 @@ from tenacity import (
 )
 
 from contracts import ContractViolation, MessageTooLarge
+from contracts._types import utc_now
 from contracts.servicebus import (
     EVENT_TYPE_PROPERTY,
     SCHEMA_VERSION_PROPERTY,
@@ -47,11 +48,6 @@ from producer.outbox.repository import ClaimedEvent, NewEvent, OutboxRepository
 from producer.transport import ServiceBusTransport
 
 logger = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    """The current time, aware UTC."""
-    return datetime.now(UTC)
 
 
 SCHEDULE_THRESHOLD = timedelta(seconds=1)
@@ -221,10 +217,10 @@ class Relay:
 
         ``loops`` cycles run concurrently, so some claim and record rows in the database
         while the batches of others are being encoded or are on the wire (claims never
-        overlap: leases, and SKIP LOCKED on PostgreSQL). Four rather than two: draining a
-        30,000-row backlog into the emulator, four loops published 15-60 % more rows per
-        second than two on both SQLite and PostgreSQL (interleaved runs, 2-core machine);
-        an idle loop costs one claim query per ``poll_interval``.
+        overlap: leases, and SKIP LOCKED on PostgreSQL). Four rather than two: four loops
+        drained a backlog faster than two on both SQLite and PostgreSQL
+        (docs/benchmarks/findings.md §14.9); an idle loop costs one claim query per
+        ``poll_interval``.
         """
         await asyncio.gather(*(self._loop() for _ in range(loops)))
 

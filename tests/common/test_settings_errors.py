@@ -71,6 +71,18 @@ def _run(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             "consumer: error: invalid settings: CONSUMER_WEBHOOK_SECRET is required when "
             "CONSUMER_DELIVERY_MODE is live",
         ),
+        (
+            "consumer",
+            {"CONSUMER_SERVICEBUS_CONNECTION_STRING": _BUS, "CONSUMER_SMTP_PORT": "abc"},
+            "consumer: error: invalid settings: CONSUMER_SMTP_PORT: Input should be a valid "
+            "integer, unable to parse string as an integer (got 'abc')",
+        ),
+        (
+            "consumer",
+            {"CONSUMER_SERVICEBUS_CONNECTION_STRING": _BUS, "CONSUMER_WEBHOOK_TIMEOUT": "abc"},
+            "consumer: error: invalid settings: CONSUMER_WEBHOOK_TIMEOUT: Input should be a "
+            "valid timedelta, invalid digit in duration (got 'abc')",
+        ),
     ],
     ids=[
         "producer-type",
@@ -78,6 +90,8 @@ def _run(module: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         "consumer-nested",
         "consumer-json",
         "consumer-model-check",
+        "consumer-smtp-group",
+        "consumer-webhook-group-duration",
     ],
 )
 def test_a_bad_environment_is_one_line_naming_the_variable(
@@ -158,3 +172,23 @@ def test_an_undecodable_nested_value_is_described(monkeypatch: pytest.MonkeyPatc
     text = describe_settings_error(caught.value, ConsumerSettings)
 
     assert text.startswith("CONSUMER_EMAIL_RETRY: not valid JSON (")
+
+
+def test_a_duration_out_of_bounds_shows_its_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {
+        "CONSUMER_SERVICEBUS_CONNECTION_STRING": _BUS,
+        "CONSUMER_SHUTDOWN_GRACE_PERIOD": "PT0S",
+        "CONSUMER_SMTP_TIMEOUT": "-5",
+        "CONSUMER_SMTP_PASSWORD": "hunter2",
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        ConsumerSettings()
+
+    text = describe_settings_error(caught.value, ConsumerSettings, environ=environ)
+
+    assert text == (
+        "2 errors: CONSUMER_SHUTDOWN_GRACE_PERIOD: Input should be greater than 0 seconds "
+        "(got 0 s); CONSUMER_SMTP_TIMEOUT: Input should be greater than 0 seconds (got -5 s)"
+    )

@@ -1,7 +1,6 @@
 """Fixtures for consumer tests: Service Bus client, stores, SMTP and webhook servers."""
 
 import asyncio
-import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from contracts import (
     new_envelope,
 )
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
+from tools.processes import free_port
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -75,13 +75,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 30) -
         if loop.time() > deadline:
             pytest.fail("condition not met in time")
         await asyncio.sleep(0.05)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -18,11 +18,10 @@ from tests.consumer.conftest import (
     WebhookReceiver,
     audit_envelope,
     eventually,
-    free_port,
     notification_envelope,
     send,
 )
-from tools.processes import ROOT
+from tools.processes import ROOT, free_port
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import standardwebhooks
 from azure.servicebus.aio import ServiceBusClient
 
 from consumer.errors import PermanentError, TransientError
@@ -64,6 +65,27 @@ def test_verify_accepts_any_rotated_secret() -> None:
     assert verify_signature(b"{}", headers, ["old", "new-secret"], now=1_700_000_010) == "evt-1"
     with pytest.raises(WebhookVerificationError, match="missing"):
         verify_signature(b"{}", {}, "new-secret")
+
+
+async def test_the_standardwebhooks_library_verifies_what_we_send(
+    http: httpx.AsyncClient, webhook_receiver: WebhookReceiver
+) -> None:
+    envelope = notification_envelope("webhook", f"{webhook_receiver.base_url}/hooks/lib")
+
+    await local_sender(http)(envelope)
+
+    [(headers, body)] = webhook_receiver.received("/hooks/lib")
+    assert standardwebhooks.Webhook(SECRET).verify(body, headers)["id"] == envelope.id
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook(SECRET).verify(body + b" ", headers)
+
+
+def test_plain_string_secrets_are_utf8_keys_for_the_library() -> None:
+    headers = signed_headers("evt-2", b"{}", "plain-secret")
+    verified = standardwebhooks.Webhook(b"plain-secret").verify(b"{}", headers, json_parse=False)
+    assert verified is None  # verified; nothing parsed
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        verify_signature(b"{}", headers, "other-secret")
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import pytest
 
 from contracts import AuditEvent
 from producer import ProducerSettings
+from producer.bootstrap import open_event_publisher
 from producer.errors import MissingQueueError
-from producer.publisher import open_event_publisher
 from tests.producer.conftest import AUDIT, unreachable_connection_string
 from tools.processes import ROOT
 

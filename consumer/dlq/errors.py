@@ -1,0 +1,48 @@
+"""SDK errors turned into one-line :class:`~consumer.dlq.model.DlqError` messages."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from azure.servicebus.exceptions import (
+    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
+    ServiceBusConnectionError,
+    ServiceBusError,
+)
+
+from consumer.dlq.model import DlqError, Outcome
+
+
+@asynccontextmanager
+async def guard(queue: str, outcome: Outcome | None = None) -> AsyncIterator[None]:
+    """Turns errors into a one-line :class:`DlqError` carrying ``outcome`` (work done).
+
+    A :class:`DlqError` raised inside keeps its message and gets ``outcome`` if it has none.
+    """
+    try:
+        yield
+    except DlqError as error:
+        if error.outcome is None:
+            error.outcome = outcome
+        raise
+    except Exception as error:
+        raise DlqError(_describe(queue, error), outcome=outcome) from error
+
+
+def _describe(queue: str, error: Exception) -> str:
+    if isinstance(error, MessagingEntityNotFoundError):
+        return f"queue {queue!r} does not exist"
+    if isinstance(error, ServiceBusAuthorizationError | ServiceBusAuthenticationError):
+        return f"not allowed to use queue {queue!r}: {first_line(error)}"
+    if isinstance(error, ServiceBusConnectionError):
+        return f"cannot reach Service Bus: {first_line(error)}"
+    if isinstance(error, ServiceBusError):
+        return f"queue {queue!r}: {first_line(error)}"
+    return f"queue {queue!r}: {type(error).__name__}: {first_line(error)}"
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type name if it has none)."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
