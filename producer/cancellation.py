@@ -20,8 +20,9 @@ from producer.errors import (
 )
 from producer.outbox.database import DATABASE_ERRORS
 from producer.outbox.models import OutboxStatus
+from producer.outbox.records import OutboxRecord
 from producer.outbox.relay import PublishStats
-from producer.outbox.repository import OutboxRecord, OutboxRepository
+from producer.outbox.repository import OutboxRepository
 from producer.transport import ServiceBusTransport
 
 CANCEL_WAIT = timedelta(seconds=5)

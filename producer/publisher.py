@@ -59,8 +59,9 @@ from producer.errors import (
 from producer.idempotency import IdempotencyKey
 from producer.outbox.database import DATABASE_ERRORS
 from producer.outbox.group_commit import GroupCommit, Messages
+from producer.outbox.records import NewEvent, OutboxRecord
 from producer.outbox.relay import PublishStats, Relay
-from producer.outbox.repository import NewEvent, OutboxRecord, OutboxRepository
+from producer.outbox.repository import OutboxRepository
 from producer.readiness import Readiness, check_readiness
 from producer.settings import ProducerSettings
 from producer.transport import ServiceBusTransport

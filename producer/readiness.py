@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from contracts._types import utc_now
-from producer.outbox.repository import Backlog, OutboxRepository
+from producer.outbox.records import Backlog
+from producer.outbox.repository import OutboxRepository
 from producer.settings import ProducerSettings
 from producer.transport import ServiceBusHealth
 

@@ -37,7 +37,8 @@ from bench.support import (
 from bench.systems import Context, CpuSampler, postgres_processes, start_producer
 from producer.outbox.database import create_outbox_engine, run_migrations
 from producer.outbox.models import OutboxStatus, outbox
-from producer.outbox.repository import NewEvent, OutboxRepository
+from producer.outbox.records import NewEvent
+from producer.outbox.repository import OutboxRepository
 from tools.processes import ManagedProcess
 
 VARIANTS = ("relay-sqlite", "relay-postgres", "raw-sdk")

@@ -9,7 +9,7 @@ from producer.api.schemas import EventStatus, Stats
 from producer.auth import PrincipalDep
 from producer.errors import EventNotFoundError
 from producer.outbox.models import OutboxStatus
-from producer.outbox.repository import OutboxRecord
+from producer.outbox.records import OutboxRecord
 from producer.problems import problem_responses
 
 router = APIRouter(tags=["events"])

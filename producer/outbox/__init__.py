@@ -2,7 +2,8 @@
 
 from producer.outbox.database import create_outbox_engine, run_migrations
 from producer.outbox.models import OutboxStatus
-from producer.outbox.repository import OutboxRecord, OutboxRepository
+from producer.outbox.records import OutboxRecord
+from producer.outbox.repository import OutboxRepository
 
 __all__ = [
     "OutboxRecord",

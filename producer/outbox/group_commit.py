@@ -31,8 +31,9 @@ from common.batching import Batcher, Failed, one_by_one
 from contracts._types import utc_now
 from producer.errors import OutboxUnavailableError
 from producer.outbox.marks import PublishedMarks
+from producer.outbox.records import NewEvent
 from producer.outbox.relay import PublishStats
-from producer.outbox.repository import NewEvent, OutboxRepository
+from producer.outbox.repository import OutboxRepository
 
 Messages = dict[str, ServiceBusMessage]
 """The prepared Service Bus message of each row, by event id."""

@@ -44,7 +44,8 @@ from contracts.servicebus import (
 )
 from producer import telemetry
 from producer.outbox.marks import PublishedMarks
-from producer.outbox.repository import ClaimedEvent, NewEvent, OutboxRepository
+from producer.outbox.records import ClaimedEvent, NewEvent
+from producer.outbox.repository import OutboxRepository
 from producer.transport import ServiceBusTransport
 
 logger = logging.getLogger(__name__)

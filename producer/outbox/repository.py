@@ -11,7 +11,6 @@ Service Bus duplicate detection drops the copies (the message id is the event id
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,6 +33,13 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from producer.outbox.models import OutboxStatus, idempotency_keys, outbox
+from producer.outbox.records import (
+    Backlog,
+    ClaimedEvent,
+    IdempotencyRecord,
+    NewEvent,
+    OutboxRecord,
+)
 
 Executor = AsyncConnection | AsyncSession
 """Where an insert runs: the producer's own connection or an application's session."""
@@ -89,91 +95,6 @@ def _still(status: OutboxStatus) -> ColumnElement[bool]:
     ``status`` (the whole backlog, for ``accepted``).
     """
     return outbox.c.status.op("||")(literal_column("''")) == status.value
-
-
-@dataclass(frozen=True)
-class NewEvent:
-    """An event to insert into the outbox.
-
-    Attributes:
-        id: Event id (also the Service Bus message id).
-        event_type: CloudEvents ``type``.
-        queue: Destination queue.
-        source: The authenticated caller (CloudEvents ``source``).
-        body: The JSON envelope, as sent.
-        deliver_at: Scheduled enqueue time, or ``None`` to send at once.
-        trace_context: JSON W3C headers of the event's creation span, if traced.
-    """
-
-    id: str
-    event_type: str
-    queue: str
-    source: str
-    body: str
-    deliver_at: datetime | None = None
-    trace_context: str | None = None
-
-
-@dataclass(frozen=True)
-class ClaimedEvent:
-    """A row this process holds a lease on and must publish."""
-
-    id: str
-    queue: str
-    body: str
-    deliver_at: datetime | None
-    trace_context: str | None = None
-
-    @classmethod
-    def of(cls, row: "Row[Any] | NewEvent") -> "ClaimedEvent":
-        """The publishable part of a claimed row, or of a row this process just inserted."""
-        return cls(
-            id=row.id,
-            queue=row.queue,
-            body=row.body,
-            deliver_at=row.deliver_at,
-            trace_context=row.trace_context,
-        )
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    """A row as stored (see :mod:`producer.outbox.models` for the state machine)."""
-
-    id: str
-    event_type: str
-    queue: str
-    source: str
-    status: OutboxStatus
-    accepted_at: datetime
-    deliver_at: datetime | None
-    finished_at: datetime | None
-    sequence_number: int | None
-    attempts: int
-    last_error: str | None
-    lease_until: datetime | None
-
-
-@dataclass(frozen=True)
-class Backlog:
-    """Rows waiting to be published.
-
-    Attributes:
-        count: Rows in ``accepted``.
-        oldest_accepted_at: When the oldest of them was accepted (``None`` if none).
-    """
-
-    count: int
-    oldest_accepted_at: datetime | None
-
-
-@dataclass(frozen=True)
-class IdempotencyRecord:
-    """What a caller's ``Idempotency-Key`` was first used for."""
-
-    fingerprint: str
-    event_ids: list[str]
-    created_at: datetime
 
 
 def _claimed(rows: Sequence[Row[Any]]) -> list[ClaimedEvent]:

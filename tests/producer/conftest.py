@@ -18,7 +18,7 @@ from emulator.testing import run_emulator
 from producer import ProducerSettings
 from producer.apikeys import new_api_key
 from producer.outbox.models import OutboxStatus
-from producer.outbox.repository import NewEvent
+from producer.outbox.records import NewEvent
 from producer.publisher import EventPublisher
 from tests.conftest import AUDIT_QUEUE, queues_config
 

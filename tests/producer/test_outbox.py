@@ -18,7 +18,8 @@ from producer import ProducerSettings, create_app, open_event_publisher
 from producer.errors import DuplicateEventError
 from producer.outbox.database import create_outbox_engine, pending_migrations, run_migrations
 from producer.outbox.models import OutboxStatus, metadata, outbox
-from producer.outbox.repository import NewEvent, OutboxRepository
+from producer.outbox.records import NewEvent
+from producer.outbox.repository import OutboxRepository
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
 from tests.producer.conftest import (
     AUDIT,

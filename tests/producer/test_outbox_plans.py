@@ -12,7 +12,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producer.outbox.database import create_outbox_engine, run_migrations
-from producer.outbox.repository import NewEvent, OutboxRepository
+from producer.outbox.records import NewEvent
+from producer.outbox.repository import OutboxRepository
 from tests.conftest import AUDIT_QUEUE
 
 BACKLOG = 5000

@@ -35,7 +35,8 @@ from contracts import (
 from producer import ProducerSettings, open_event_publisher
 from producer.outbox.database import create_outbox_engine, run_migrations
 from producer.outbox.models import OutboxStatus
-from producer.outbox.repository import NewEvent, OutboxRepository
+from producer.outbox.records import NewEvent
+from producer.outbox.repository import OutboxRepository
 from producer.publisher import EventPublisher
 from producer.transport import ServiceBusTransport
 from tests.conftest import AUDIT_QUEUE, NOTIFICATIONS_QUEUE
