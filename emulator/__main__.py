@@ -35,7 +35,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=_PROG,
-        description="Local Azure Service Bus emulator (AMQP 1.0, queues only).",
+        description="Local Azure Service Bus emulator (AMQP 1.0: queues, topics, subscriptions).",
     )
     parser.add_argument(
         "--config", required=True, help="Config.json in the official emulator's format"

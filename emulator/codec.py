@@ -21,23 +21,21 @@ Times are milliseconds since the epoch (AMQP ``timestamp``) where a name ends in
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
-from proton import (
-    UNDESCRIBED,
-    Array,
-    Data,
-    Described,
-    Message,
-    int32,
-    symbol,
-    timestamp,
-    ubyte,
-    uint,
-    ulong,
+from proton import Data, Described, Message, int32, symbol, timestamp, ubyte, uint, ulong
+
+from emulator.amqp_values import (
+    AmqpDecodeError,
+    OwnedData,
+    decode_value,
+    long_array,
+    owned,
+    timestamp_array,
+    timestamp_ms,
+    uuid_array,
 )
 
 __all__ = [
@@ -47,9 +45,14 @@ __all__ = [
     "decode_message",
     "decode_request",
     "decode_transfer",
+    "decode_value",
     "encode_message",
     "encode_response",
+    "long_array",
     "owned",
+    "timestamp_array",
+    "timestamp_ms",
+    "uuid_array",
 ]
 
 HEADER = 0x70
@@ -62,8 +65,6 @@ AMQP_SEQUENCE = 0x76
 AMQP_VALUE = 0x77
 FOOTER = 0x78
 _BODY = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
-# proton's stubs do not list its own UNDESCRIBED marker as a valid Array descriptor.
-_UNDESCRIBED: Any = UNDESCRIBED
 
 #: ``header.ttl`` is a uint (milliseconds); longer TTLs are left out of the header.
 _MAX_HEADER_TTL_MS = 0xFFFFFFFF
@@ -76,31 +77,6 @@ X_OPT_MESSAGE_STATE = symbol("x-opt-message-state")
 X_OPT_SCHEDULED_ENQUEUE_TIME = symbol("x-opt-scheduled-enqueue-time")
 X_OPT_PARTITION_KEY = symbol("x-opt-partition-key")
 X_OPT_ENQUEUE_SEQUENCE_NUMBER = symbol("x-opt-enqueue-sequence-number")
-
-
-class AmqpDecodeError(ValueError):
-    """The payload is not a well-formed AMQP message."""
-
-
-def owned(value: Any) -> Any:
-    """Deep-copy a decoded AMQP value so it no longer references proton's buffers.
-
-    proton returns binary values as ``memoryview`` objects into memory it reuses; anything
-    kept after the decoding ``Data`` object is gone must be copied to ``bytes``.
-    """
-    if isinstance(value, memoryview):
-        return value.tobytes()
-    if isinstance(value, dict):
-        return {owned(k): owned(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [owned(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(owned(v) for v in value)
-    if isinstance(value, Described):
-        return Described(owned(value.descriptor), owned(value.value))
-    if isinstance(value, Array):
-        return Array(value.descriptor, value.type, *(owned(v) for v in value.elements))
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,11 +143,7 @@ class MessageContent:
         """The decoded application properties (an empty dict if there are none)."""
         if self.application_properties is None:
             return {}
-        data = Data()
-        data.decode(self.application_properties)
-        data.rewind()
-        data.next()
-        section = owned(data.get_object())
+        section = decode_value(self.application_properties)
         value = section.value if isinstance(section, Described) else None
         return dict(value) if isinstance(value, dict) else {}
 
@@ -196,10 +168,18 @@ def _encode_section(code: int, value: Any) -> bytes:
     return _encode_value(Described(ulong(code), value))
 
 
-def _sections(payload: bytes | memoryview) -> list[tuple[int, memoryview, Any]]:
-    """Split ``payload`` into ``(section code, raw bytes, decoded value)`` triples."""
+def _sections(
+    payload: bytes | memoryview, *, body_values: bool = False
+) -> list[tuple[int, memoryview, Any]]:
+    """Split ``payload`` into ``(section code, raw bytes, decoded value)`` triples.
+
+    ``amqp-value`` and ``amqp-sequence`` bodies are passed through as bytes, so their values
+    are only decoded (``None`` otherwise) when ``body_values`` is true: Service Bus takes any
+    AMQP value as a body, including maps keyed by lists or maps, which Python cannot hold.
+    proton's ``decode`` still checks that the body is well-formed.
+    """
     view = memoryview(payload)
-    data = Data()
+    data = OwnedData()
     out: list[tuple[int, memoryview, Any]] = []
     position = 0
     while position < len(view):
@@ -214,17 +194,23 @@ def _sections(payload: bytes | memoryview) -> list[tuple[int, memoryview, Any]]:
             raise AmqpDecodeError(f"undecodable AMQP data at byte {position}")
         data.rewind()
         data.next()
-        try:
-            # Copy now: binary values are views into memory the next decode() reuses.
-            value = owned(data.get_object())
-        except Exception as exc:
-            raise AmqpDecodeError(f"undecodable AMQP value at byte {position}: {exc}") from None
-        if not isinstance(value, Described) or not isinstance(value.descriptor, int):
+        if data.type() != Data.DESCRIBED:
             raise AmqpDecodeError(f"byte {position}: expected a described message section")
-        code = int(value.descriptor)
+        data.enter()
+        data.next()
+        descriptor = data.get_object()
+        if not isinstance(descriptor, int):
+            raise AmqpDecodeError(f"byte {position}: expected a described message section")
+        code = int(descriptor)
         if not HEADER <= code <= FOOTER:
             raise AmqpDecodeError(f"byte {position}: unknown message section 0x{code:x}")
-        out.append((code, view[position : position + consumed], value.value))
+        value: Any = None
+        if data.next() is not None and (body_values or code not in (AMQP_VALUE, AMQP_SEQUENCE)):
+            try:
+                value = data.get_object()
+            except Exception as exc:
+                raise AmqpDecodeError(f"undecodable AMQP value at byte {position}: {exc}") from None
+        out.append((code, view[position : position + consumed], value))
         position += consumed
     if not out:
         raise AmqpDecodeError("empty message")
@@ -247,9 +233,9 @@ def _content(sections: list[tuple[int, memoryview, Any]]) -> MessageContent:
                 first_acquirer=bool(fields[3]),
             )
         elif code == MESSAGE_ANNOTATIONS:
-            annotations = dict(owned(value) or {})
+            annotations = dict(value or {})
         elif code == PROPERTIES:
-            props = list(owned(value) or [])
+            props = list(value or [])
             properties = tuple(props + [None] * (13 - len(props)))
         elif code == APPLICATION_PROPERTIES:
             application_properties = raw.tobytes()
@@ -401,7 +387,8 @@ def encode_content(content: MessageContent) -> bytes:
 
 
 # --- request/response messages ($cbs and $management) ------------------------------------
-# These are small, single-value messages, so proton.Message is the right tool for them.
+# Requests are decoded section by section like client messages (binary map keys included);
+# responses are small single-value messages, which proton.Message encodes well.
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,18 +414,25 @@ def decode_request(payload: bytes) -> Request:
     Raises:
         AmqpDecodeError: if ``payload`` is not an AMQP message.
     """
-    message = Message()
-    try:
-        message.decode(payload)
-    except Exception as exc:
-        raise AmqpDecodeError(f"undecodable request: {exc}") from None
-    raw_props: dict[Any, Any] = message.properties or {}
-    props = {str(k): owned(v) for k, v in raw_props.items()}
+    fields: list[Any] = []
+    application_properties: dict[str, Any] = {}
+    bodies: list[Any] = []
+    for code, _, value in _sections(payload, body_values=True):
+        if code == PROPERTIES:
+            fields = list(value or [])
+        elif code == APPLICATION_PROPERTIES:
+            if not isinstance(value, (dict, type(None))):
+                raise AmqpDecodeError("application-properties must be a map")
+            application_properties = {str(k): v for k, v in (value or {}).items()}
+        elif code in _BODY:
+            bodies.append(value)
+    fields += [None] * 5
+    reply_to = fields[4]
     return Request(
-        message_id=owned(message.id),
-        reply_to=message.reply_to,
-        application_properties=props,
-        body=owned(message.body),
+        message_id=fields[0],
+        reply_to=None if reply_to is None else str(reply_to),
+        application_properties=application_properties,
+        body=bodies[0] if bodies else None,
     )
 
 
@@ -474,23 +468,3 @@ def status_properties(
     if condition is not None:
         props["errorCondition"] = symbol(condition)
     return props
-
-
-def uuid_array(values: list[uuid.UUID]) -> Array:
-    """An undescribed AMQP array of ``uuid``."""
-    return Array(_UNDESCRIBED, Data.UUID, *values)
-
-
-def timestamp_array(values_ms: list[int]) -> Array:
-    """An undescribed AMQP array of ``timestamp`` (ms since the epoch)."""
-    return Array(_UNDESCRIBED, Data.TIMESTAMP, *(timestamp(v) for v in values_ms))
-
-
-def timestamp_ms(value_ms: int) -> timestamp:
-    """An AMQP ``timestamp`` (ms since the epoch)."""
-    return timestamp(value_ms)
-
-
-def long_array(values: list[int]) -> Array:
-    """An undescribed AMQP array of ``long``."""
-    return Array(_UNDESCRIBED, Data.LONG, *values)

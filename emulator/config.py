@@ -1,10 +1,14 @@
 """Emulator configuration: the official Service Bus emulator's ``Config.json`` shape.
 
-Only queues are supported. A file looks like::
+Queues, topics, subscriptions and rules (their blocks: :mod:`emulator.config_entities`).
+A file looks like::
 
-    {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": [
-        {"Name": "audit", "Properties": {"LockDuration": "PT1M", "MaxDeliveryCount": 10}}
-    ]}], "Logging": {"Type": "Console"}}}
+    {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns",
+        "Queues": [{"Name": "audit", "Properties": {"LockDuration": "PT1M"}}],
+        "Topics": [{"Name": "events", "Subscriptions": [{"Name": "siem", "Rules": [
+            {"Name": "errors", "Properties": {"FilterType": "Sql",
+             "SqlFilter": {"SqlExpression": "severity = 'error'"}}}]}]}]
+    }], "Logging": {"Type": "Console"}}}
 
 Defaults follow Azure (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-queues-topics-subscriptions
 and the emulator's https://learn.microsoft.com/azure/service-bus-messaging/test-locally-with-service-bus-emulator):
@@ -17,173 +21,118 @@ is 20 s), so that tests can use short windows.
 from __future__ import annotations
 
 import json
-import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from emulator.durations import INFINITE, parse_duration
+from emulator.config_entities import (
+    MAX_LOCK_DURATION,
+    ConfigModel,
+    QueueConfig,
+    QueueProperties,
+    RuleConfig,
+    SubscriptionConfig,
+    SubscriptionProperties,
+    TopicConfig,
+    TopicProperties,
+)
 
 __all__ = [
+    "MAX_LOCK_DURATION",
     "ConfigError",
     "EmulatorConfig",
     "NamespaceConfig",
     "QueueConfig",
     "QueueProperties",
+    "RuleConfig",
+    "SubscriptionConfig",
+    "SubscriptionProperties",
+    "TopicConfig",
+    "TopicProperties",
     "load_config",
     "parse_config",
 ]
-
-#: Azure's upper bound for ``LockDuration``.
-MAX_LOCK_DURATION = timedelta(minutes=5)
-
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9])?$")
 
 
 class ConfigError(Exception):
     """The configuration could not be read or is invalid. ``str(error)`` is one readable line."""
 
 
-def _to_duration(value: Any) -> Any:
-    if isinstance(value, str):
-        return parse_duration(value)
-    return value
-
-
-#: A ``timedelta`` written in JSON as an ISO-8601 duration string (``"PT1M"``).
-Duration = Annotated[timedelta, BeforeValidator(_to_duration)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
-
-
-class QueueProperties(_Model):
-    """A queue's ``Properties`` block. Field aliases are the JSON (PascalCase) names.
-
-    Durations are ``timedelta``; in JSON they are ISO-8601 strings. Behaviour they control:
-    locks https://learn.microsoft.com/azure/service-bus-messaging/message-transfers-locks-settlement,
-    dead-lettering https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues,
-    duplicate detection https://learn.microsoft.com/azure/service-bus-messaging/duplicate-detection.
-    """
-
-    max_delivery_count: int = Field(10, alias="MaxDeliveryCount", ge=1, le=2_147_483_647)
-    lock_duration: Duration = Field(timedelta(minutes=1), alias="LockDuration")
-    default_message_time_to_live: Duration = Field(INFINITE, alias="DefaultMessageTimeToLive")
-    dead_lettering_on_message_expiration: bool = Field(
-        False, alias="DeadLetteringOnMessageExpiration"
-    )
-    requires_duplicate_detection: bool = Field(False, alias="RequiresDuplicateDetection")
-    duplicate_detection_history_time_window: Duration = Field(
-        timedelta(minutes=10), alias="DuplicateDetectionHistoryTimeWindow"
-    )
-    requires_session: bool = Field(False, alias="RequiresSession")
-    #: Largest message accepted, in KiB. Azure: 256 on Standard, up to 102400 on Premium
-    #: (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-quotas).
-    max_message_size_in_kilobytes: int = Field(
-        256, alias="MaxMessageSizeInKilobytes", ge=1, le=102400
-    )
-    # Accepted so that official emulator configs load; forwarding itself is not supported.
-    forward_to: str | None = Field(None, alias="ForwardTo")
-    forward_dead_lettered_messages_to: str | None = Field(
-        None, alias="ForwardDeadLetteredMessagesTo"
-    )
-
-    @field_validator("lock_duration")
-    @classmethod
-    def _lock_duration_range(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0) or value > MAX_LOCK_DURATION:
-            raise ValueError("must be greater than 0 and at most PT5M")
-        return value
-
-    @field_validator("default_message_time_to_live", "duplicate_detection_history_time_window")
-    @classmethod
-    def _positive(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError("must be greater than 0")
-        return value
-
-    @field_validator("forward_to", "forward_dead_lettered_messages_to")
-    @classmethod
-    def _no_forwarding(cls, value: str | None) -> str | None:
-        if value:
-            raise ValueError("auto-forwarding is not supported by this emulator")
-        return None
-
-    @property
-    def time_to_live_is_infinite(self) -> bool:
-        """Whether ``DefaultMessageTimeToLive`` means "never expires"."""
-        return self.default_message_time_to_live >= INFINITE
-
-
-class QueueConfig(_Model):
-    """One queue: its ``Name`` (letters, digits, ``.``, ``-``, ``_``, ``/``; case-insensitive)."""
-
-    name: str = Field(alias="Name")
-    properties: QueueProperties = Field(default_factory=QueueProperties, alias="Properties")
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not _QUEUE_NAME.match(value):
-            raise ValueError(
-                f"invalid queue name {value!r}: use letters, digits, '.', '-', '_', '/', "
-                "starting and ending with a letter or digit"
-            )
-        return value
-
-
-class NamespaceConfig(_Model):
-    """A namespace. Topics are not supported; an empty ``Topics`` list is accepted."""
+class NamespaceConfig(ConfigModel):
+    """A namespace: its queues and topics."""
 
     name: str = Field("sbemulatorns", alias="Name")
     queues: tuple[QueueConfig, ...] = Field((), alias="Queues")
-    topics: tuple[Any, ...] = Field((), alias="Topics")
-
-    @field_validator("topics")
-    @classmethod
-    def _no_topics(cls, value: tuple[Any, ...]) -> tuple[Any, ...]:
-        if value:
-            raise ValueError("topics are not supported by this emulator (queues only)")
-        return value
+    topics: tuple[TopicConfig, ...] = Field((), alias="Topics")
 
 
 class _Logging(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-class _UserConfig(_Model):
+class _UserConfig(ConfigModel):
     namespaces: tuple[NamespaceConfig, ...] = Field(alias="Namespaces", min_length=1)
     logging: _Logging | None = Field(None, alias="Logging")
 
 
-class EmulatorConfig(_Model):
+class EmulatorConfig(ConfigModel):
     """The whole file: ``{"UserConfig": {"Namespaces": [...], "Logging": {...}}}``.
 
-    Queues of all namespaces share one endpoint, so queue names must be unique across them
-    (case-insensitively, as in Azure).
+    Entities of all namespaces share one endpoint, so queue and topic names must be unique
+    across them (case-insensitively, as in Azure, where queues and topics share a
+    namespace's names). A ``ForwardTo`` or ``ForwardDeadLetteredMessagesTo`` target must be
+    a configured queue or topic ("The destination entity must exist at the time the source
+    entity is created", https://learn.microsoft.com/azure/service-bus-messaging/service-bus-auto-forwarding).
     """
 
     user_config: _UserConfig = Field(alias="UserConfig")
 
     @field_validator("user_config")
     @classmethod
-    def _unique_queue_names(cls, value: _UserConfig) -> _UserConfig:
-        seen: set[str] = set()
-        for namespace in value.namespaces:
-            for queue in namespace.queues:
-                key = queue.name.lower()
-                if key in seen:
-                    raise ValueError(f"duplicate queue name {queue.name!r}")
-                seen.add(key)
+    def _unique_names_and_targets(cls, value: _UserConfig) -> _UserConfig:
+        seen: dict[str, str] = {}
+        queues = [q for ns in value.namespaces for q in ns.queues]
+        topics = [t for ns in value.namespaces for t in ns.topics]
+        for kind, name in [("queue", q.name) for q in queues] + [("topic", t.name) for t in topics]:
+            key = name.lower()
+            if key in seen:
+                other = "" if seen[key] == kind else f" (also a {seen[key]})"
+                raise ValueError(f"duplicate {kind} name {name!r}{other}")
+            seen[key] = kind
+        for topic in topics:
+            for subscription in topic.subscriptions:
+                path = f"{topic.name}/Subscriptions/{subscription.name}"
+                if path.lower() in seen:
+                    raise ValueError(
+                        f"subscription {path!r} has the name of a {seen[path.lower()]}"
+                    )
+        sources: list[tuple[str, Any]] = [(f"queue {q.name!r}", q.properties) for q in queues]
+        sources += [
+            (f"subscription {t.name}/Subscriptions/{s.name}", s.properties)
+            for t in topics
+            for s in t.subscriptions
+        ]
+        for where, props in sources:
+            for field, target in (
+                ("ForwardTo", props.forward_to),
+                ("ForwardDeadLetteredMessagesTo", props.forward_dead_lettered_messages_to),
+            ):
+                if target is not None and target.lower() not in seen:
+                    raise ValueError(
+                        f"{where}: {field} {target!r} is not a configured queue or topic"
+                    )
         return value
 
     @property
     def queues(self) -> tuple[QueueConfig, ...]:
         """All queues of all namespaces, in file order."""
         return tuple(q for ns in self.user_config.namespaces for q in ns.queues)
+
+    @property
+    def topics(self) -> tuple[TopicConfig, ...]:
+        """All topics of all namespaces, in file order."""
+        return tuple(t for ns in self.user_config.namespaces for t in ns.topics)
 
 
 def _format_validation_error(error: ValidationError) -> str:

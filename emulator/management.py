@@ -2,13 +2,13 @@
 
 Implements the operations of
 https://learn.microsoft.com/azure/service-bus-messaging/service-bus-amqp-request-response
-for queues: ``renew-lock``, ``peek-message``, ``schedule-message``,
-``cancel-scheduled-message``, ``receive-by-sequence-number``, ``update-disposition``,
-``renew-session-lock``, ``get-session-state``, ``set-session-state`` and
+for queues, subscriptions and (scheduling) topics: ``renew-lock``, ``peek-message``,
+``schedule-message``, ``cancel-scheduled-message``, ``receive-by-sequence-number``,
+``update-disposition``, ``renew-session-lock``, ``get-session-state``, ``set-session-state`` and
 ``get-message-sessions``. A request carries ``operation`` (``com.microsoft:<name>``) as an
 application property and a map body with string keys; the response carries ``statusCode``
 (int), ``statusDescription``, ``errorCondition`` on failure, and a map body. Other
-operations (rules, topics, transactions) answer 501 ``amqp:not-implemented``, never an
+operations (rule management, transactions) answer 501 ``amqp:not-implemented``, never an
 empty success.
 """
 

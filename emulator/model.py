@@ -127,10 +127,10 @@ def render_message(message: StoredMessage) -> bytes:
     writes ``header.delivery-count`` explicitly and sets ``properties.absolute-expiry-time``
     from the effective time to live.
 
-    ``x-opt-deadletter-source`` is never set: Azure sets ``DeadLetterSource`` only on messages
-    auto-forwarded out of a dead-letter queue (``ServiceBusReceivedMessage.DeadLetterSource``
-    in https://learn.microsoft.com/dotnet/api/azure.messaging.servicebus.servicebusreceivedmessage),
-    and auto-forwarding is not supported. A dead-lettered message keeps its sequence number
+    ``x-opt-deadletter-source`` is set only on messages auto-forwarded out of a dead-letter
+    queue (``ForwardDeadLetteredMessagesTo``), as Azure sets ``DeadLetterSource``
+    (https://learn.microsoft.com/dotnet/api/azure.messaging.servicebus.servicebusreceivedmessage);
+    it travels in the message's own annotations. A dead-lettered message keeps its sequence number
     (the dead-letter queue is a sub-queue of the same entity, and
     https://learn.microsoft.com/azure/service-bus-messaging/message-sequencing assigns numbers
     when a message is accepted, which dead-lettering is not), so

@@ -160,7 +160,7 @@ class Emulator:
             on_available: Callable[[Entity], None],
             on_session_lost: Callable[[Entity, SessionInfo, object], None],
         ) -> Namespace:
-            return Namespace(self._config, on_available, on_session_lost)
+            return Namespace(self._config, on_available, on_session_lost, clock=self._clock)
 
         handler = EmulatorHandler(
             namespace_factory,
@@ -201,7 +201,11 @@ class Emulator:
         )
         self._thread.start()
         _log.info(
-            "listening on %s:%d with %d queue(s)", self._host, self._port, len(self._config.queues)
+            "listening on %s:%d with %d queue(s) and %d topic(s)",
+            self._host,
+            self._port,
+            len(self._config.queues),
+            len(self._config.topics),
         )
 
     def _run(self, container: Any) -> None:

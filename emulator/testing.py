@@ -29,7 +29,16 @@ from emulator.durations import format_duration
 from emulator.runtime import DEFAULT_KEY, DEFAULT_KEY_NAME, Emulator
 from emulator.server import ServerLimits
 
-__all__ = ["EmulatorHandle", "combine_configs", "queue_config", "run_emulator"]
+__all__ = [
+    "EmulatorHandle",
+    "combine_configs",
+    "correlation_rule",
+    "queue_config",
+    "run_emulator",
+    "sql_rule",
+    "subscription_config",
+    "topic_config",
+]
 
 #: The project's configuration, used when ``run_emulator`` gets no config.
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "servicebus.json"
@@ -43,6 +52,8 @@ _PROPERTY_NAMES = {
     "duplicate_detection_history_time_window": "DuplicateDetectionHistoryTimeWindow",
     "requires_session": "RequiresSession",
     "max_message_size_in_kilobytes": "MaxMessageSizeInKilobytes",
+    "forward_to": "ForwardTo",
+    "forward_dead_lettered_messages_to": "ForwardDeadLetteredMessagesTo",
 }
 
 
@@ -63,6 +74,21 @@ class EmulatorHandle:
     emulator: Emulator
 
 
+def _properties(properties: Mapping[str, Any]) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    for key, value in properties.items():
+        json_key = _PROPERTY_NAMES.get(key, key)
+        props[json_key] = format_duration(value) if isinstance(value, timedelta) else value
+    return props
+
+
+def _namespace(queues: list[Any], topics: list[Any]) -> dict[str, Any]:
+    namespace: dict[str, Any] = {"Name": "sbemulatorns", "Queues": queues}
+    if topics:
+        namespace["Topics"] = topics
+    return {"UserConfig": {"Namespaces": [namespace]}}
+
+
 def queue_config(name: str, *more_names: str, **properties: Any) -> dict[str, Any]:
     """A config dict with queues ``name, *more_names`` sharing ``properties``.
 
@@ -71,21 +97,64 @@ def queue_config(name: str, *more_names: str, **properties: Any) -> dict[str, An
 
     Example: ``queue_config("q", LockDuration="PT1S", MaxDeliveryCount=2)``.
     """
-    props: dict[str, Any] = {}
-    for key, value in properties.items():
-        json_key = _PROPERTY_NAMES.get(key, key)
-        props[json_key] = format_duration(value) if isinstance(value, timedelta) else value
+    props = _properties(properties)
     queues = [{"Name": queue, "Properties": dict(props)} for queue in (name, *more_names)]
-    return {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": queues}]}}
+    return _namespace(queues, [])
+
+
+def sql_rule(name: str, expression: str, action: str | None = None) -> dict[str, Any]:
+    """A ``Rules[]`` item with a SQL filter (and a SQL action if given)."""
+    props: dict[str, Any] = {"FilterType": "Sql", "SqlFilter": {"SqlExpression": expression}}
+    if action is not None:
+        props["Action"] = {"SqlExpression": action}
+    return {"Name": name, "Properties": props}
+
+
+def correlation_rule(name: str, action: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A ``Rules[]`` item with a correlation filter: ``correlation_rule("r", Label="x",
+    Properties={"color": "red"})``."""
+    props: dict[str, Any] = {"FilterType": "Correlation", "CorrelationFilter": fields}
+    if action is not None:
+        props["Action"] = {"SqlExpression": action}
+    return {"Name": name, "Properties": props}
+
+
+def subscription_config(name: str, *rules: Mapping[str, Any], **properties: Any) -> dict[str, Any]:
+    """A ``Subscriptions[]`` item: ``rules`` from :func:`sql_rule` / :func:`correlation_rule`
+    (none: ``$Default``), properties as for :func:`queue_config`."""
+    item: dict[str, Any] = {"Name": name, "Properties": _properties(properties)}
+    if rules:
+        item["Rules"] = [dict(rule) for rule in rules]
+    return item
+
+
+def topic_config(
+    name: str, *subscriptions: str | Mapping[str, Any], **properties: Any
+) -> dict[str, Any]:
+    """A config dict with topic ``name`` and its subscriptions (names, or items from
+    :func:`subscription_config`), topic ``properties`` as for :func:`queue_config`.
+
+    Example: ``topic_config("events", "all", subscription_config("red", sql_rule("r",
+    "color = 'red'")), RequiresDuplicateDetection=True)``.
+    """
+    subs = [
+        {"Name": sub, "Properties": {}} if isinstance(sub, str) else dict(sub)
+        for sub in subscriptions
+    ]
+    topic = {"Name": name, "Properties": _properties(properties), "Subscriptions": subs}
+    return _namespace([], [topic])
 
 
 def combine_configs(*configs: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge the queues of several config dicts (e.g. from :func:`queue_config`) into one."""
+    """Merge the queues and topics of several config dicts (e.g. from :func:`queue_config`
+    and :func:`topic_config`) into one."""
     queues: list[Any] = []
+    topics: list[Any] = []
     for config in configs:
         for namespace in config["UserConfig"]["Namespaces"]:
             queues.extend(namespace.get("Queues", []))
-    return {"UserConfig": {"Namespaces": [{"Name": "sbemulatorns", "Queues": queues}]}}
+            topics.extend(namespace.get("Topics", []))
+    return _namespace(queues, topics)
 
 
 def _resolve(config: Mapping[str, Any] | Path | str | EmulatorConfig | None) -> EmulatorConfig:

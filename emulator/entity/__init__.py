@@ -1,4 +1,5 @@
-"""Entity semantics: the message state machine of a queue and its dead-letter sub-queue.
+"""Entity semantics: the message state machine of a queue or subscription and its
+dead-letter sub-queue, topics (:mod:`~emulator.entity.topic`) and auto-forwarding.
 
 Knows nothing of AMQP; the wire layer (:mod:`emulator.server`) calls in. :class:`Entity`
 is the public face; the modules below it are its layers (see :mod:`emulator.entity.queue`).

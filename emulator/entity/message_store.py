@@ -9,18 +9,27 @@ queue. The public operations are layered on top: :mod:`emulator.entity.session_l
 from __future__ import annotations
 
 import heapq
+import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any, Self
+
+from proton import symbol
 
 from emulator.codec import MessageContent
 from emulator.dedup import DuplicateDetector
 from emulator.entity.deadlines import Deadlines
+from emulator.entity.forwarding import MAX_FORWARDING_HOPS, Destination
 from emulator.entity.journal import Journal
 from emulator.entity.settings import MAX_DELIVERY_COUNT_EXCEEDED, TTL_EXPIRED, EntitySettings
 from emulator.model import MessageState, SessionInfo, StoredMessage
 
 __all__ = ["MessageStore"]
+
+#: Annotation naming the entity whose dead-lettered message was auto-forwarded
+#: (``ServiceBusReceivedMessage.dead_letter_source``).
+X_OPT_DEADLETTER_SOURCE = symbol("x-opt-deadletter-source")
 
 
 class MessageStore:
@@ -54,6 +63,12 @@ class MessageStore:
         self.on_session_lost: Callable[[Self, SessionInfo, object], None] | None = None
         #: Receives durable changes; ``None`` keeps everything in memory only.
         self.journal: Journal | None = None
+        #: ``ForwardTo``: where arriving messages move (see :mod:`~emulator.entity.forwarding`).
+        self.forward_to: Destination | None = None
+        #: ``ForwardDeadLetteredMessagesTo``: where dead-lettered messages move.
+        self.forward_dead_lettered_to: Destination | None = None
+        #: Seconds since the epoch; dates a dead-lettered message forwarded elsewhere.
+        self.clock: Callable[[], float] = time.time
         self._next_sequence = 1
         self._messages: dict[int, StoredMessage] = {}
         self._available: list[int] = []
@@ -252,13 +267,28 @@ class MessageStore:
         self._updated(message)
 
     def _move_to_dead_letter(
-        self, message: StoredMessage, reason: str | None, description: str | None
+        self,
+        message: StoredMessage,
+        reason: str | None,
+        description: str | None,
+        *,
+        hops: int = 0,
     ) -> None:
+        """Move to the dead-letter queue, or on to ``forward_dead_lettered_to`` unless the
+        message already made ``hops`` of the :data:`MAX_FORWARDING_HOPS` allowed."""
         assert self.dead_letter_queue is not None
         self._remove(message.sequence_number)
         message.content = message.content.with_application_properties(
             {"DeadLetterReason": reason, "DeadLetterErrorDescription": description}
         )
+        target = self.forward_dead_lettered_to
+        if target is not None and hops < MAX_FORWARDING_HOPS:
+            content = message.content
+            annotations = {**content.annotations, X_OPT_DEADLETTER_SOURCE: self.name}
+            target.accept_forwarded(
+                replace(content, annotations=annotations), self.clock(), hops + 1
+            )
+            return
         self.dead_letter_queue._accept_dead_lettered(message)
 
     def _accept_dead_lettered(self, message: StoredMessage) -> None:

@@ -45,6 +45,13 @@ from collections.abc import Hashable, Iterable
 
 from emulator.codec import MessageContent
 from emulator.entity.deadlines import LockExpired, ScheduledDue, SessionLockExpired
+from emulator.entity.forwarding import (
+    MAX_FORWARDING_HOPS,
+    MAX_HOPS_EXCEEDED,
+    MAX_HOPS_EXCEEDED_DESCRIPTION,
+    SESSION_ID_IS_NULL,
+    SESSION_ID_IS_NULL_DESCRIPTION,
+)
 from emulator.entity.settings import MAX_DELIVERY_COUNT_EXCEEDED
 from emulator.entity.settlement import Settlement
 from emulator.errors import InvalidOperationError, MessageNotFoundError
@@ -60,7 +67,7 @@ _NO_SESSION_ID = (
 
 
 class Entity(Settlement):
-    """A queue, or a queue's ``$DeadLetterQueue``.
+    """A queue, a topic subscription, or their ``$DeadLetterQueue``.
 
     Args:
         name: Entity path, e.g. ``"audit"`` or ``"audit/$DeadLetterQueue"``.
@@ -92,7 +99,8 @@ class Entity(Settlement):
         A message carrying ``x-opt-scheduled-enqueue-time`` in the future is scheduled.
 
         Returns:
-            The stored message, or ``None`` if duplicate detection dropped it.
+            The stored message, or ``None`` if duplicate detection dropped it or it went
+            elsewhere (auto-forwarded, or fanned out by a topic).
 
         Raises:
             InvalidOperationError: see :meth:`check_sendable`.
@@ -128,7 +136,9 @@ class Entity(Settlement):
         self.check_sendable(content)
         if self._is_duplicate(content, now):
             return self._take_sequence()
-        return self._store(content, now, at).sequence_number
+        message = self._store(content, now, at)
+        # A time already past on a forwarding entity or a topic: routed at once.
+        return message.sequence_number if message is not None else self._take_sequence()
 
     def cancel_scheduled(self, sequence_numbers: Iterable[int]) -> None:
         """Remove scheduled messages before they become active.
@@ -151,17 +161,67 @@ class Entity(Settlement):
             return default
         return own if default is None else min(own, default)
 
-    def _store(self, content: MessageContent, now: float, at: float | None) -> StoredMessage:
+    def accept_forwarded(self, content: MessageContent, now: float, hops: int) -> None:
+        """Take a message auto-forwarded here after ``hops`` hops, or a topic's copy for
+        this subscription (``hops`` as the topic received it).
+
+        Unlike :meth:`enqueue` it never refuses: a message without SessionId for a
+        session-enabled entity is dead-lettered here (``Session ID is null``). Duplicate
+        detection applies.
+        """
+        if self.requires_session and not content.session_id:
+            self.dead_letter_arrived(
+                content, now, SESSION_ID_IS_NULL, SESSION_ID_IS_NULL_DESCRIPTION, hops
+            )
+            return
+        if self._is_duplicate(content, now):
+            return
+        scheduled_ms = content.scheduled_enqueue_time_ms
+        self._store(content, now, None if scheduled_ms is None else scheduled_ms / 1000.0, hops)
+
+    def _route(self, content: MessageContent, now: float, hops: int) -> bool:
+        """Send an arriving active message elsewhere instead of storing it here; ``True`` if
+        it was. Queues and subscriptions auto-forward (``ForwardTo``); topics fan out."""
+        target = self.forward_to
+        if target is None:
+            return False
+        if hops >= MAX_FORWARDING_HOPS:
+            # Over the limit: dead-lettered here, and not forwarded on from the DLQ either.
+            self.dead_letter_arrived(
+                content, now, MAX_HOPS_EXCEEDED, MAX_HOPS_EXCEEDED_DESCRIPTION, MAX_FORWARDING_HOPS
+            )
+        else:
+            target.accept_forwarded(content, now, hops + 1)
+        return True
+
+    def dead_letter_arrived(
+        self, content: MessageContent, now: float, reason: str, description: str, hops: int
+    ) -> None:
+        """Dead-letter a message that arrived after ``hops`` hops and was never stored here."""
+        if self.dead_letter_queue is None:
+            return
+        self._move_to_dead_letter(self._new_message(content, now), reason, description, hops=hops)
+
+    def _new_message(self, content: MessageContent, now: float) -> StoredMessage:
         if content.message_id is None:
             # Azure always delivers a MessageId; clients such as @azure/service-bus rely on it.
             content = content.with_message_id(uuid.uuid4().hex)
-        message = StoredMessage(
+        return StoredMessage(
             sequence_number=self._take_sequence(),
             content=content,
             enqueued_at=now,
             ttl=self._effective_ttl(content),
             session_id=content.session_id,
         )
+
+    def _store(
+        self, content: MessageContent, now: float, at: float | None, hops: int = 0
+    ) -> StoredMessage | None:
+        """Store an accepted message (scheduled if ``at`` is later than ``now``); ``None`` if
+        it went elsewhere (see :meth:`_route`)."""
+        if (at is None or at <= now) and self._route(content, now, hops):
+            return None
+        message = self._new_message(content, now)
         self._messages[message.sequence_number] = message
         if at is not None and at > now:
             message.state = MessageState.SCHEDULED
@@ -175,6 +235,17 @@ class Entity(Settlement):
             self._make_available(message)
             self._notify()
         return message
+
+    def _activate(self, message: StoredMessage, at: float, now: float) -> None:
+        """A scheduled message's time came: make it available, or route it on."""
+        if self._route(message.content, now, 0):
+            self._remove(message.sequence_number)
+            return
+        message.state = MessageState.ACTIVE
+        message.scheduled_at = None
+        message.enqueued_at = at
+        self._updated(message)
+        self._make_available(message)
 
     # --- restoring from a store -----------------------------------------------------------
 
@@ -265,12 +336,7 @@ class Entity(Settlement):
             elif isinstance(due, SessionLockExpired):
                 self._expire_session_lock(self._sessions[due.session_id], now)
             elif isinstance(due, ScheduledDue):
-                message = self._messages[due.sequence_number]
-                message.state = MessageState.ACTIVE
-                message.scheduled_at = None
-                message.enqueued_at = due.at
-                self._updated(message)
-                self._make_available(message)
+                self._activate(self._messages[due.sequence_number], due.at, now)
             else:
                 message = self._messages[due.sequence_number]
                 message.in_available = False

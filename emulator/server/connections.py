@@ -23,17 +23,15 @@ __all__ = ["Connections"]
 def _log_transport_error(connection: Any, condition: Any) -> None:
     """Log why a connection failed, at a level that says whose problem it is.
 
-    A client shutting down is routine (DEBUG): the Python SDK ends a session and then
-    detaches a management link on it, which proton answers with "no such channel", and a
-    socket closed after that (or after the AMQP close) is reported as "connection
-    aborted". A client that vanishes without closing (a killed process) is INFO; anything
-    else (garbage, framing and protocol errors, idle timeouts) is a broken client: WARNING.
+    A socket closed after the client ended a session or closed the connection is routine
+    (DEBUG; frames it sends on an ended session are dropped before proton sees them, see
+    :mod:`~emulator.server.ended_channels`). A client that vanishes without closing (a
+    killed process) is INFO; anything else (garbage, framing and protocol errors, idle
+    timeouts) is a broken client: WARNING.
     """
     name, description = str(condition.name), str(condition.description or "")
     closing = connection is not None and connection_state(connection).peer_closing
-    if closing and (name == "amqp:not-allowed" and description.startswith("no such channel")):
-        log.debug("client closed its connection: %s %s", name, description)
-    elif description == "connection aborted":
+    if description == "connection aborted":
         level = logging.DEBUG if closing else logging.INFO
         log.log(level, "client dropped its connection without an AMQP close")
     else:

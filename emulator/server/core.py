@@ -18,6 +18,7 @@ from emulator.auth import SasValidator
 from emulator.entity import Entity
 from emulator.namespace import Namespace
 from emulator.server.amqp import TimerTask, condition, log
+from emulator.server.ended_channels import EndedChannelIO
 from emulator.server.limits import ServerLimits
 from emulator.server.link_roles import SessionWaiter
 from emulator.store import SqliteStore
@@ -81,9 +82,14 @@ class HandlerCore(Handler):
         self._noop = TimerTask(lambda: None)
 
     def bind(self, container: Any, acceptor: Any) -> None:
-        """Give the handler its container (for timers) and acceptor (closed on stop)."""
+        """Give the handler its container (for timers) and acceptor (closed on stop), and
+        put the frame filter of :mod:`~emulator.server.ended_channels` between the client
+        sockets and their transports. Call before the container runs."""
         self._container = container
         self._acceptor = acceptor
+        # Replaces proton's IOHandler (and the GlobalOverrides around it, which only serves
+        # connections the container opens itself; the emulator opens none).
+        container.global_handler = EndedChannelIO(self.limits.max_frame_size)
 
     # --- guard ------------------------------------------------------------------------------
 

@@ -61,9 +61,8 @@ def _ticks(seconds: float) -> int:
 
 def _session_filter(link: Any) -> tuple[bool, str | None]:
     """``(asked for a session, session id or None for next available)`` from the source."""
-    filters = link.remote_source.filter
-    filters.rewind()
-    decoded = codec.owned(filters.get_object()) if filters.next() is not None else None
+    # Re-decoded from its encoding so that binary map keys come back as bytes.
+    decoded = codec.decode_value(link.remote_source.filter.encode())
     if not isinstance(decoded, dict):
         return False, None
     for key, value in decoded.items():
@@ -161,6 +160,15 @@ class LinkAttach(DeliveryPump):
             return
         state.grants.require(address.entity_path, self._clock())
         link.max_message_size = entity.settings.max_message_size
+        # Topics take senders only, subscriptions receivers only; Azure refuses the other
+        # link with amqp:not-allowed (github.com/Azure/amqpnetlite/issues/427).
+        if link.is_receiver and self.namespace.is_subscription(entity):
+            raise InvalidOperationError(f"Cannot send messages to a subscription ({entity.name}).")
+        if link.is_sender and self.namespace.is_topic(entity):
+            raise InvalidOperationError(
+                f"Cannot receive from a topic ({entity.name}): receive from one of its "
+                "subscriptions, '<topic>/Subscriptions/<name>'."
+            )
         if link.is_receiver:
             if entity.is_dead_letter_queue:
                 raise InvalidOperationError("Cannot send messages to a dead-letter queue.")

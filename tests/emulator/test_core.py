@@ -79,8 +79,15 @@ def test_defaults_follow_azure() -> None:
         (queue_config("q", LockDuration="PT6M"), "LockDuration: must be greater than 0"),
         (queue_config("$bad"), "invalid queue name"),
         (combine_configs(queue_config("a"), queue_config("A")), "duplicate queue name 'A'"),
-        (queue_config("q", ForwardTo="other"), "auto-forwarding is not supported"),
-        ({"UserConfig": {"Namespaces": [{"Topics": [{"Name": "t"}]}]}}, "topics are not"),
+        (queue_config("q", ForwardTo="other"), "ForwardTo 'other' is not a configured queue"),
+        (
+            {
+                "UserConfig": {
+                    "Namespaces": [{"Queues": [{"Name": "T"}], "Topics": [{"Name": "t"}]}]
+                }
+            },
+            "duplicate topic name 't' (also a queue)",
+        ),
         ({}, "UserConfig: Field required"),
     ],
 )
