@@ -1,14 +1,16 @@
 // Entry point for `azd up` and for the pipeline's deploy stage.
 //
 // Deploys, into one resource group: Log Analytics + Application Insights, a Service Bus
-// namespace with the `audit` and `notifications` queues, a container registry, the
-// user-assigned identities and their queue-scoped role assignments, a Container Apps
+// namespace with the `audit` and `notifications` queues (and the topics, subscriptions and
+// rules given in serviceBusTopics, none by default), a container registry, the
+// user-assigned identities and their entity-scoped role assignments, a Container Apps
 // environment and the producer and consumer apps. PostgreSQL is optional.
 //
 // Security properties this template keeps (tests/infra asserts each of them):
 // * no shared keys anywhere: Service Bus local (SAS) auth is off, ACR admin user is off,
 //   nothing calls listKeys(); workloads authenticate with managed identities;
-// * role assignments are scoped to single queues, never to the namespace;
+// * role assignments are scoped to single queues, topics or subscriptions, never to the
+//   namespace;
 // * nobody gets Azure Service Bus Data Owner except the KEDA scaler identity (see below).
 targetScope = 'subscription'
 
@@ -109,6 +111,9 @@ param postgresAdminPrincipalName string = ''
 @description('Kind of the PostgreSQL administrator principal.')
 param postgresAdminPrincipalType string = 'User'
 
+@description('Service Bus topics, with their subscriptions, rules and entity-scoped role grants; default none. Shape: modules/servicebus.bicep `topics` (types in modules/servicebus-topic.bicep, servicebus-subscription.bicep and servicebus-rule.bicep); example in docs/deploy.md. A topic\'s senders get Azure Service Bus Data Sender on the topic, a subscription\'s receivers Data Receiver on the subscription; each is \'producer\', \'consumer\' or the object id of another service principal.')
+param serviceBusTopics array = []
+
 @description('Tags added to every resource.')
 param tags object = {}
 
@@ -205,6 +210,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     sku: serviceBusSku
     premiumMessagingUnits: serviceBusPremiumMessagingUnits
     queues: queues
+    topics: serviceBusTopics
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -288,6 +294,26 @@ module scalerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName 
   }
 }]
 
+// Topics (serviceBusTopics): Data Sender on a topic for its senders and Data Receiver on a
+// subscription for its receivers, each scoped to that one entity. Senders and receivers
+// name this template's identities (the keys below) or give another principal's object id.
+var topicIdentityPrincipalIds = {
+  producer: identities.outputs.producerPrincipalId
+  consumer: identities.outputs.consumerPrincipalId
+}
+
+module topicRoles 'modules/servicebus-topic-roles.bicep' = [for topic in serviceBusTopics: {
+  name: 'rbac-topic-${uniqueString(topic.name)}'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    topic: topic
+    identityPrincipalIds: topicIdentityPrincipalIds
+    dataSenderRoleId: roles.serviceBusDataSender
+    dataReceiverRoleId: roles.serviceBusDataReceiver
+  }
+}]
+
 module environment 'modules/container-apps-environment.bicep' = {
   name: 'container-apps-environment'
   scope: rg
@@ -337,6 +363,7 @@ module producer 'modules/producer-app.bicep' = if (deployApps) {
   scope: rg
   dependsOn: [
     producerQueueRoles
+    topicRoles
     registry
   ]
   params: {
@@ -366,6 +393,7 @@ module consumer 'modules/consumer-app.bicep' = if (deployApps) {
   dependsOn: [
     consumerQueueRoles
     scalerQueueRoles
+    topicRoles
     registry
   ]
   params: {

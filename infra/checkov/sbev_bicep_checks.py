@@ -274,6 +274,104 @@ class DiagnosticsSendAllLogs(_Check):
         )
 
 
+def literal_defaults(properties: Any) -> dict[str, Any]:
+    """The literal settings of a ``properties`` value: the object itself, or the first
+    argument of ``union(defaults, overrides)``; empty when neither is a literal object.
+
+    checkov substitutes variables before the checks run, matching them by name across
+    files, so the modules give their defaults distinct names (topicDefaults, ...)."""
+    if not isinstance(properties, dict):
+        return {}
+    call = properties.get("function")
+    if isinstance(call, dict):
+        if call.get("type") != "union":
+            return {}
+        first = (call.get("parameters") or {}).get("arg_1")
+        return literal_defaults(first) if isinstance(first, dict) else {}
+    return {} if "operator" in properties else properties
+
+
+def string_leaves(value: Any) -> list[str]:
+    """Every string in a (parsed) expression tree."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for child in value.values() for s in string_leaves(child)]
+    if isinstance(value, list):
+        return [s for child in value for s in string_leaves(child)]
+    return []
+
+
+class TopicDetectsDuplicates(_Check):
+    def __init__(self) -> None:
+        super().__init__(
+            "Service Bus topic detects duplicates by default (the producer's outbox relay "
+            "may re-send after a crash)",
+            "CKV_SBEV_13",
+            ("Microsoft.ServiceBus/namespaces/topics",),
+        )
+
+    def ok(self, conf: dict[str, Any]) -> bool:
+        defaults = literal_defaults(conf.get("properties"))
+        return defaults.get("requiresDuplicateDetection") is True and bool(
+            defaults.get("duplicateDetectionHistoryTimeWindow")
+        )
+
+
+class SubscriptionDeadLetters(_Check):
+    def __init__(self) -> None:
+        super().__init__(
+            "Service Bus subscription dead-letters expired messages and filter errors and "
+            "bounds deliveries by default (no message silently dropped or retried forever)",
+            "CKV_SBEV_14",
+            ("Microsoft.ServiceBus/namespaces/topics/subscriptions",),
+        )
+
+    def ok(self, conf: dict[str, Any]) -> bool:
+        defaults = literal_defaults(conf.get("properties"))
+        return (
+            defaults.get("deadLetteringOnMessageExpiration") is True
+            and defaults.get("deadLetteringOnFilterEvaluationExceptions") is True
+            and isinstance(defaults.get("maxDeliveryCount"), int)
+        )
+
+
+# ARM's filterType values (Microsoft.ServiceBus/namespaces/topics/subscriptions/rules).
+RULE_FILTER_TYPES = {"SqlFilter", "CorrelationFilter"}
+
+
+class RuleNamesItsFilterType(_Check):
+    def __init__(self) -> None:
+        super().__init__(
+            "Subscription rule sets filterType to SqlFilter or CorrelationFilter",
+            "CKV_SBEV_15",
+            ("Microsoft.ServiceBus/namespaces/topics/subscriptions/rules",),
+        )
+
+    def ok(self, conf: dict[str, Any]) -> bool:
+        # Literal or an expression choosing between literals: every filter-type word in it
+        # must be one ARM accepts.
+        words = {
+            word
+            for word in string_leaves(dig(conf, "properties", "filterType"))
+            if word[:1].isupper() and word.endswith("Filter")
+        }
+        return bool(words) and words <= RULE_FILTER_TYPES
+
+
+class RoleAssignmentHasResourceScope(_Check):
+    def __init__(self) -> None:
+        super().__init__(
+            "Role assignment names the resource it is scoped to (without `scope` it would "
+            "cover the whole resource group)",
+            "CKV_SBEV_16",
+            ("Microsoft.Authorization/roleAssignments",),
+        )
+
+    def ok(self, conf: dict[str, Any]) -> bool:
+        return isinstance(conf.get("scope"), str) and bool(conf["scope"])
+
+
 checks = [
     ServiceBusLocalAuthDisabled(),
     ServiceBusMinimumTls12(),
@@ -287,4 +385,8 @@ checks = [
     PostgresEntraOnly(),
     ResourceIsTagged(),
     DiagnosticsSendAllLogs(),
+    TopicDetectsDuplicates(),
+    SubscriptionDeadLetters(),
+    RuleNamesItsFilterType(),
+    RoleAssignmentHasResourceScope(),
 ]

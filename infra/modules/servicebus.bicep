@@ -1,4 +1,5 @@
-// Service Bus namespace (Entra ID only, TLS 1.2+) and the project's queues.
+// Service Bus namespace (Entra ID only, TLS 1.2+), the project's queues and, when
+// declared, topics with their subscriptions and rules.
 
 @description('Region of the namespace.')
 param location string
@@ -28,6 +29,9 @@ param premiumMessagingUnits int = 1
 
 @description('Queues to create: objects with name, lockDuration, maxDeliveryCount, deadLetteringOnMessageExpiration, requiresDuplicateDetection, duplicateDetectionHistoryTimeWindow, defaultMessageTimeToLive and requiresSession.')
 param queues array
+
+@description('Topics to create; default none. Each item is a topicType (servicebus-topic.bicep): { name, properties?, senders?, subscriptions?: [ subscriptionType (servicebus-subscription.bicep): { name, properties?, receivers?, rules?: [ ruleType (servicebus-rule.bicep): { name, sqlFilter? | correlationFilter?, action? } ] } ] }. Each item is checked against its type where its module receives it. senders and receivers are read by the role modules, not here.')
+param topics array = []
 
 @description('Log Analytics workspace that receives the namespace diagnostic logs.')
 param logAnalyticsWorkspaceId string
@@ -67,6 +71,21 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = [for q in q
     defaultMessageTimeToLive: q.defaultMessageTimeToLive
     requiresSession: q.requiresSession
     enableBatchedOperations: true
+  }
+}]
+
+// One nested deployment per topic (it creates the subscriptions and rules in turn). After
+// the queues and one topic at a time, so that forwardTo / forwardDeadLetteredMessagesTo can
+// name a queue or a topic listed earlier.
+@batchSize(1)
+module topicDeployment 'servicebus-topic.bicep' = [for item in topics: {
+  name: 'sbtopic-${uniqueString(name, item.name)}'
+  dependsOn: [
+    queue
+  ]
+  params: {
+    namespaceName: namespace.name
+    topic: item
   }
 }]
 

@@ -168,11 +168,14 @@ def test_role_ids_are_the_named_built_in_roles(main_template: Template) -> None:
         assert line.rstrip().endswith(f"// {role_name}"), line
 
 
-def test_every_role_assignment_is_scoped_to_a_queue_or_the_registry(
+def test_every_role_assignment_is_scoped_to_an_entity_or_the_registry(
     templates: dict[str, Template],
 ) -> None:
+    """Service Bus roles land on one queue, topic or subscription, never the namespace."""
     allowed_scopes = {
         "microsoft.servicebus/namespaces/queues",
+        "microsoft.servicebus/namespaces/topics",
+        "microsoft.servicebus/namespaces/topics/subscriptions",
         "microsoft.containerregistry/registries",
     }
     found = 0
@@ -188,7 +191,7 @@ def test_every_role_assignment_is_scoped_to_a_queue_or_the_registry(
             role_id = dig(body(declaration), "properties", "roleDefinitionId")
             assert function_name(role_id) == "subscription_resource_id", f"{path}:{symbol}"
             assert body(declaration)["properties"]["principalType"] == "ServicePrincipal"
-    assert found >= 3
+    assert found >= 5
 
 
 def test_queue_role_module_assigns_on_the_queue(templates: dict[str, Template]) -> None:
