@@ -1,8 +1,10 @@
 """Command line: ``python -m emulator --config FILE [--port N] [--host H] [--data-dir DIR]``.
 
-Prints exactly one line to stdout, the connection string, then serves until SIGTERM or
-SIGINT and exits 0. Logs go to stderr. Exit codes: 0 clean stop, 1 could not start or the
-reactor failed, 2 bad arguments or configuration (one readable line on stderr).
+Prints two lines to stdout, the connection string (tools parse line 1) and the path of the
+emulator's TLS certificate (for ``ServiceBusAdministrationClient``'s ``connection_verify``;
+HTTPS shares the AMQP port), then serves until SIGTERM or SIGINT and exits 0. Logs go to
+stderr. Exit codes: 0 clean stop, 1 could not start or the reactor failed, 2 bad arguments
+or configuration (one readable line on stderr).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", default=DEFAULT_KEY, help="SharedAccessKey")
     parser.add_argument(
         "--data-dir",
-        help="keep queues in DIR (SQLite) so they survive restarts and crashes; default: in memory",
+        help="keep queues, topics and subscriptions in DIR (SQLite) so they survive restarts "
+        "and crashes, with the TLS certificate; default: in memory",
     )
     parser.add_argument(
         "--durability",
@@ -115,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     print(emulator.connection_string, flush=True)
+    print(emulator.ca_file, flush=True)
 
     while not stop.wait(0.2):
         if emulator.wait(0):

@@ -1,28 +1,45 @@
 """Running the emulator: a proton ``Container`` on a background thread.
 
 ``Container.run()`` blocks and proton objects are not thread-safe, so the reactor owns its
-thread and everything in it; the only cross-thread call is :meth:`Emulator.stop`, which
-injects an application event through proton's ``EventInjector`` (a pipe the reactor polls).
+thread and everything in it; other threads reach it only through application events
+injected with proton's ``EventInjector`` (a pipe the reactor polls): :meth:`Emulator.stop`,
+and each administration API request (:mod:`emulator.admin`), which HTTPS threads answer on
+the reactor thread. HTTPS shares the AMQP port: a client opening with a TLS handshake is
+handed to :class:`~emulator.admin.AdminServer`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
+from emulator.admin import (
+    AdminOperations,
+    AdminRequest,
+    AdminResponse,
+    AdminServer,
+    apply_definitions,
+    ensure_certificate,
+)
+from emulator.admin.atom import error as error_body
 from emulator.auth import SasValidator
 from emulator.config import EmulatorConfig
 from emulator.entity import Entity
 from emulator.model import SessionInfo
 from emulator.namespace import Namespace
 from emulator.server import EmulatorHandler, ServerLimits
+from emulator.server.core import ReactorCall
 from emulator.store import SqliteStore
 
 __all__ = [
@@ -33,6 +50,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+#: Seconds an administration request waits for the reactor before answering 503.
+_REACTOR_CALL_TIMEOUT = 30.0
 
 #: The official emulator's documented defaults.
 DEFAULT_KEY_NAME = "RootManageSharedAccessKey"
@@ -84,8 +104,9 @@ class Emulator:
         key: ``SharedAccessKey`` clients must sign with.
         clock: Seconds since the epoch (UTC); injectable for tests.
         data_dir: Keep queues in ``<data_dir>/servicebus-emulator.sqlite3`` so that they
-            survive restarts and crashes (see :mod:`emulator.store`); ``None`` keeps them in
-            memory only.
+            survive restarts and crashes (see :mod:`emulator.store`), with the entities the
+            administration API created and the TLS certificate; ``None`` keeps them in
+            memory only (the certificate then goes to a temporary directory).
         durability: ``"full"`` (fsync per commit) or ``"normal"``; only with ``data_dir``.
         limits: Protection against misbehaving clients (frame size, timeouts).
 
@@ -120,6 +141,9 @@ class Emulator:
         self._failure: BaseException | None = None
         self._stopped = threading.Event()
         self._lock = threading.Lock()
+        self._admin: AdminServer | None = None
+        self._ca_file: Path | None = None
+        self._temp_dir: str | None = None
         self.handler: EmulatorHandler | None = None
 
     @property
@@ -138,6 +162,15 @@ class Emulator:
     def connection_string(self) -> str:
         """``Endpoint=sb://host:port;SharedAccessKeyName=...;SharedAccessKey=...;UseDevelopmentEmulator=true``."""
         return connection_string(self.host, self.port, self._key_name, self._key)
+
+    @property
+    def ca_file(self) -> Path:
+        """The emulator's self-signed certificate (PEM): pass it to
+        ``ServiceBusAdministrationClient.from_connection_string(..., connection_verify=...)``.
+        Raises ``RuntimeError`` before :meth:`start`."""
+        if self._ca_file is None:
+            raise RuntimeError("the emulator is not started")
+        return self._ca_file
 
     @property
     def failure(self) -> BaseException | None:
@@ -169,14 +202,31 @@ class Emulator:
             limits=self._limits,
         )
         if self._data_dir is not None:
+            cert_dir: str | os.PathLike[str] = self._data_dir
+        else:
+            cert_dir = self._temp_dir = tempfile.mkdtemp(prefix="servicebus-emulator-")
+        cert_file, key_file = ensure_certificate(cert_dir, [self.host])
+        self._ca_file = cert_file
+        if self._data_dir is not None:
             store = SqliteStore(self._data_dir, durability=self._durability)
             try:
+                apply_definitions(handler.namespace, store.load_definitions())
                 restored = store.load(handler.namespace, self._clock())
             except BaseException:
                 store.close()
                 raise
             handler.store = store
             _log.info("restored %d message(s) from %s", restored, store.path)
+        operations = AdminOperations(
+            handler.namespace, handler.store, handler.close_entity_links, self._clock
+        )
+        self._admin = AdminServer(
+            cert_file,
+            key_file,
+            lambda request: self._admin_call(operations, request),
+            SasValidator(self._key_name, self._key),
+            self._clock,
+        )
         container = Container(handler)
         container.container_id = "servicebus-emulator"
         try:
@@ -188,7 +238,7 @@ class Emulator:
         # proton's Acceptor does not expose its socket; its selectable delegates
         # getsockname() to it, which is how we learn the port picked for port 0.
         self._port = int(acceptor._selectable.getsockname()[1])
-        handler.bind(container, acceptor)
+        handler.bind(container, acceptor, tls_handoff=self._admin.adopt)
         injector = EventInjector()
         container.selectable(injector)
         self._injector = injector
@@ -207,6 +257,32 @@ class Emulator:
             len(self._config.queues),
             len(self._config.topics),
         )
+
+    def call_on_reactor(self, function: Callable[[], _T], timeout: float = 30.0) -> _T:
+        """Run ``function`` on the reactor thread and return its result once the changes it
+        made are durable (any thread but the reactor's).
+
+        Raises:
+            TimeoutError: the reactor did not answer within ``timeout`` seconds (stopped).
+            Exception: whatever ``function`` raised.
+        """
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        with self._lock:
+            if self._stopped.is_set() or self._injector is None:
+                raise TimeoutError("the emulator is not running")
+            self._injector.trigger(
+                ApplicationEvent("emulator_call", subject=ReactorCall(function, future))
+            )
+        return future.result(timeout)
+
+    def _admin_call(self, operations: AdminOperations, request: AdminRequest) -> AdminResponse:
+        try:
+            return self.call_on_reactor(
+                lambda: operations.handle(request), timeout=_REACTOR_CALL_TIMEOUT
+            )
+        except TimeoutError:
+            text = "The emulator is stopping or did not answer in time."
+            return AdminResponse(503, error_body(503, text), "application/xml")
 
     def _run(self, container: Any) -> None:
         try:
@@ -229,16 +305,20 @@ class Emulator:
 
         Safe to call from any thread, more than once, and after a failure.
         """
-        if self._thread is None or self._stopped.is_set():
-            if self._thread is not None:
-                self._thread.join(timeout)
-            return
-        with self._lock:
-            if not self._stopped.is_set():
-                self._injector.trigger(ApplicationEvent("emulator_stop"))
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            _log.warning("the emulator did not stop within %.1f s", timeout)
+        if self._admin is not None:
+            self._admin.close()
+        if self._thread is not None and not self._stopped.is_set():
+            with self._lock:
+                if not self._stopped.is_set():
+                    self._injector.trigger(ApplicationEvent("emulator_stop"))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                _log.warning("the emulator did not stop within %.1f s", timeout)
+                return
+        if self._temp_dir is not None:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the reactor thread ends; ``True`` if it did within ``timeout``."""

@@ -1,5 +1,9 @@
 """Durable queues for ``--data-dir``: a write-behind journal in SQLite.
 
+It also keeps the definitions of entities created, changed or deleted through the
+administration API (table ``definitions``, applied by :mod:`emulator.admin.records`), and
+forgets a deleted entity's messages in the same transaction.
+
 The entities stay in memory (they are the emulator's working state); this store receives
 every durable change through :class:`emulator.entity.Journal`, coalesces them, and writes
 them in one transaction per reactor iteration (:meth:`SqliteStore.commit`). The protocol
@@ -10,7 +14,7 @@ So after a crash or ``kill -9`` nothing acknowledged is lost; a message that was
 back available with its delivery count raised by one, as after any lost lock.
 
 Why the standard library's ``sqlite3`` and not SQLAlchemy (used elsewhere in the project):
-this is the emulator's private file with five fixed tables, written from one thread; an ORM
+this is the emulator's private file with six fixed tables, written from one thread; an ORM
 or engine adds nothing there but a dependency and per-row overhead on the hot path.
 
 Durability settings: WAL journal with ``synchronous=FULL`` by default: every commit is
@@ -31,6 +35,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,7 +44,7 @@ from emulator.entity import Entity
 from emulator.model import MessageState, SessionInfo, StoredMessage
 from emulator.namespace import Namespace
 
-__all__ = ["DB_FILE_NAME", "SqliteStore"]
+__all__ = ["DB_FILE_NAME", "SqliteStore", "StoredDefinition"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +75,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at REAL NOT NULL,
     PRIMARY KEY (entity, session_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS definitions (
+    path TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    body TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS duplicates (
     entity TEXT NOT NULL,
     message_id TEXT NOT NULL,
@@ -81,6 +93,25 @@ CREATE TABLE IF NOT EXISTS duplicates (
 _DELETE, _UPDATE, _PUT = 0, 1, 2
 #: How often expired duplicate-detection history is purged from the file, seconds.
 _PURGE_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDefinition:
+    """An entity defined, changed or deleted through the administration API.
+
+    Attributes:
+        path: Lower-cased entity path.
+        kind: ``"queue"``, ``"topic"`` or ``"subscription"``.
+        body: The definition as JSON (see :mod:`emulator.admin.records`), ``None`` once deleted.
+        created_at: Seconds since the epoch.
+        updated_at: Seconds since the epoch.
+    """
+
+    path: str
+    kind: str
+    body: str | None
+    created_at: float
+    updated_at: float
 
 
 def _encode_id(message_id: Hashable) -> str:
@@ -137,6 +168,8 @@ class SqliteStore:
         self._sessions: dict[tuple[str, str], SessionInfo] = {}
         self._duplicates: list[tuple[str, str, float]] = []
         self._windows: dict[str, float] = {}
+        self._definitions: dict[str, tuple[str, str | None, float, float]] = {}
+        self._purged: list[str] = []
         self._last_purge = time.monotonic()
         self.commits = 0
 
@@ -245,12 +278,51 @@ class SqliteStore:
         """Journal: duplicate detection remembered a message id."""
         self._duplicates.append((entity, _encode_id(message_id), at))
 
+    # --- entity definitions (administration API) -----------------------------------------
+
+    def load_definitions(self) -> list[StoredDefinition]:
+        """Entities created, updated or deleted at run time, in path order."""
+        return [
+            StoredDefinition(path, kind, body, created_at, updated_at)
+            for path, kind, body, created_at, updated_at in self._db.execute(
+                "SELECT path, kind, body, created_at, updated_at FROM definitions ORDER BY path"
+            )
+        ]
+
+    def definition_changed(self, definition: StoredDefinition) -> None:
+        """Keep an entity's definition (``body`` ``None``: the entity was deleted)."""
+        self._definitions[definition.path] = (
+            definition.kind,
+            definition.body,
+            definition.created_at,
+            definition.updated_at,
+        )
+
+    def entity_purged(self, entity: str) -> None:
+        """Forget everything kept for the lower-cased entity path ``entity`` (it was deleted):
+        its messages, sequence counter, sessions and duplicate-detection history."""
+        for key in [k for k in self._messages if k[0] == entity]:
+            del self._messages[key]
+        self._sequences.pop(entity, None)
+        for session_key in [k for k in self._sessions if k[0] == entity]:
+            del self._sessions[session_key]
+        self._duplicates = [d for d in self._duplicates if d[0] != entity]
+        self._windows.pop(entity, None)
+        self._purged.append(entity)
+
     # --- writing --------------------------------------------------------------------------
 
     @property
     def has_pending(self) -> bool:
         """Whether :meth:`commit` has anything to write."""
-        return bool(self._messages or self._sequences or self._sessions or self._duplicates)
+        return bool(
+            self._messages
+            or self._sequences
+            or self._sessions
+            or self._duplicates
+            or self._definitions
+            or self._purged
+        )
 
     def commit(self) -> None:
         """Write everything journaled since the last commit in one transaction.
@@ -290,6 +362,14 @@ class SqliteStore:
         db = self._db
         db.execute("BEGIN")
         try:
+            for entity in self._purged:  # first: later changes may belong to a new entity
+                for table in ("messages", "sequences", "sessions", "duplicates"):
+                    db.execute(f"DELETE FROM {table} WHERE entity=?", (entity,))
+            if self._definitions:
+                db.executemany(
+                    "INSERT OR REPLACE INTO definitions VALUES (?, ?, ?, ?, ?)",
+                    [(path, *row) for path, row in self._definitions.items()],
+                )
             if deletes:
                 db.executemany("DELETE FROM messages WHERE entity=? AND seq=?", deletes)
             if puts:
@@ -333,6 +413,8 @@ class SqliteStore:
         self._sequences.clear()
         self._sessions.clear()
         self._duplicates.clear()
+        self._definitions.clear()
+        self._purged.clear()
         self.commits += 1
         self._maybe_purge()
 

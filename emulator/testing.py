@@ -6,6 +6,9 @@ Example::
 
     with run_emulator(queue_config("orders", LockDuration="PT1S")) as sb:
         client = ServiceBusClient.from_connection_string(sb.connection_string)
+        admin = ServiceBusAdministrationClient.from_connection_string(
+            sb.connection_string, connection_verify=sb.ca_file
+        )
 
 The emulator runs on a background thread of the test process rather than in a subprocess:
 start-up is a few tens of milliseconds (no interpreter start, no imports), there is no
@@ -64,14 +67,18 @@ class EmulatorHandle:
     Attributes:
         connection_string: For ``ServiceBusClient.from_connection_string``.
         host: Host clients connect to.
-        port: Ephemeral TCP port.
+        port: Ephemeral TCP port (AMQP, and HTTPS for the administration API).
         emulator: The underlying :class:`~emulator.runtime.Emulator`.
+        ca_file: The emulator's TLS certificate (PEM), for
+            ``ServiceBusAdministrationClient.from_connection_string(...,
+            connection_verify=ca_file)``.
     """
 
     connection_string: str
     host: str
     port: int
     emulator: Emulator
+    ca_file: str = ""
 
 
 def _properties(properties: Mapping[str, Any]) -> dict[str, Any]:
@@ -212,6 +219,7 @@ def run_emulator(
             host=emulator.host,
             port=emulator.port,
             emulator=emulator,
+            ca_file=str(emulator.ca_file),
         )
     finally:
         emulator.stop()

@@ -1,5 +1,7 @@
 """Connection acceptance and teardown: limits, SASL, handshake and idle time-outs, errors.
 
+Deleting an entity (administration API) detaches every link on it, as Azure does.
+
 Hostile or broken clients: frames are limited to :attr:`ServerLimits.max_frame_size`, a
 connection that has not opened within ``handshake_timeout`` or sent nothing within
 ``idle_timeout`` is closed, more than ``max_connections`` are refused, and a transport
@@ -13,9 +15,10 @@ from typing import Any
 
 from proton import Endpoint
 
-from emulator.server.amqp import TimerTask, log
+from emulator.errors import EntityNotFoundError
+from emulator.server.amqp import TimerTask, condition, log
 from emulator.server.link_attach import LinkAttach
-from emulator.server.link_roles import connection_state
+from emulator.server.link_roles import EntitySenderLink, connection_state, role_of
 
 __all__ = ["Connections"]
 
@@ -130,3 +133,34 @@ class Connections(LinkAttach):
         for waiters in list(self._waiters.values()):
             for waiter in [w for w in waiters if w.link.connection == connection]:
                 self._drop_waiter(waiter)
+
+    def close_entity_links(self, keys: list[str]) -> None:
+        """Detach every client link on the deleted entities ``keys`` (lower-cased paths)
+        with ``amqp:not-found``, and refuse receivers still waiting for a session there."""
+        gone = set(keys)
+        for connection in list(self._connections):
+            link = connection.link_head(0)
+            while link is not None:
+                entity = getattr(role_of(link), "entity", None)
+                if entity is not None and entity.key in gone and link.state & Endpoint.LOCAL_ACTIVE:
+                    if isinstance(role_of(link), EntitySenderLink):
+                        self._remove_sender_link(link)
+                    link.condition = condition(
+                        EntityNotFoundError.condition,
+                        f"The messaging entity '{entity.name}' has been deleted.",
+                    )
+                    link.close()
+                link = link.next(0)
+        for entity in [e for e in self._waiters if e.key in gone]:
+            for waiter in list(self._waiters[entity]):
+                self._drop_waiter(waiter)
+                if waiter.link.state & Endpoint.LOCAL_UNINIT:
+                    self._refuse(
+                        waiter.link,
+                        EntityNotFoundError(
+                            f"The messaging entity '{entity.name}' has been deleted."
+                        ),
+                    )
+            del self._waiters[entity]
+        for entity in [e for e in self._sender_links if e.key in gone]:
+            del self._sender_links[entity]

@@ -8,7 +8,11 @@ changes is committed (``on_reactor_quiesced``).
 
 from __future__ import annotations
 
+import concurrent.futures
+import socket
+import weakref
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from proton import Endpoint, Handler
@@ -23,7 +27,58 @@ from emulator.server.limits import ServerLimits
 from emulator.server.link_roles import SessionWaiter
 from emulator.store import SqliteStore
 
-__all__ = ["HandlerCore"]
+__all__ = ["HandlerCore", "ReactorCall"]
+
+#: The first byte of a TLS record carrying a handshake (a ClientHello); AMQP starts "AMQP".
+_TLS_HANDSHAKE = 0x16
+
+
+@dataclass(frozen=True, slots=True)
+class ReactorCall:
+    """A function another thread has run on the reactor thread (the administration API);
+    ``future`` gets its result once the changes it made are durable."""
+
+    function: Callable[[], Any]
+    future: concurrent.futures.Future[Any]
+
+
+class _ProtocolSniffingIO(EndedChannelIO):
+    """:class:`EndedChannelIO` that hands connections opening with a TLS handshake to
+    ``tls_handoff`` (HTTPS for the administration API) instead of the AMQP engine.
+
+    The first byte is peeked, not read, so the TLS server sees the ClientHello whole; the
+    socket is released from proton (not closed) and its transport dropped unseen.
+    """
+
+    def __init__(self, max_frame_size: int, tls_handoff: Callable[[socket.socket], None]) -> None:
+        super().__init__(max_frame_size)
+        self._tls_handoff = tls_handoff
+        self._sniffed: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def on_selectable_readable(self, event: Any) -> None:
+        selectable = event.selectable
+        transport = selectable._transport
+        if transport is not None and selectable not in self._sniffed:
+            try:
+                first = selectable._delegate.recv(1, socket.MSG_PEEK)
+            except BlockingIOError:
+                return
+            except OSError:
+                first = b""  # the read below reports it
+            self._sniffed.add(selectable)
+            if first and first[0] == _TLS_HANDSHAKE:
+                sock = selectable._delegate
+                selectable.release()  # proton must not close the socket it no longer owns
+                transport.emulator_dropped = True  # nothing to log: not an AMQP failure
+                selectable._transport = None
+                transport._selectable = None
+                transport.close_tail()
+                transport.close_head()
+                selectable.terminate()
+                selectable.update()
+                self._tls_handoff(sock)
+                return
+        super().on_selectable_readable(event)
 
 
 class _Handshaker(Handshaker):
@@ -81,15 +136,33 @@ class HandlerCore(Handler):
         self._stop_handler = TimerTask(self._stop_tick)
         self._noop = TimerTask(lambda: None)
 
-    def bind(self, container: Any, acceptor: Any) -> None:
+    def bind(
+        self,
+        container: Any,
+        acceptor: Any,
+        tls_handoff: Callable[[socket.socket], None] | None = None,
+    ) -> None:
         """Give the handler its container (for timers) and acceptor (closed on stop), and
         put the frame filter of :mod:`~emulator.server.ended_channels` between the client
-        sockets and their transports. Call before the container runs."""
+        sockets and their transports. Call before the container runs.
+
+        Args:
+            container: The proton container.
+            acceptor: Its listening acceptor.
+            tls_handoff: Takes the sockets of clients that open with a TLS handshake (the
+                administration API over HTTPS); without it, they reach the AMQP engine,
+                which refuses them.
+        """
         self._container = container
         self._acceptor = acceptor
         # Replaces proton's IOHandler (and the GlobalOverrides around it, which only serves
         # connections the container opens itself; the emulator opens none).
-        container.global_handler = EndedChannelIO(self.limits.max_frame_size)
+        max_frame_size = self.limits.max_frame_size
+        container.global_handler = (
+            EndedChannelIO(max_frame_size)
+            if tls_handoff is None
+            else _ProtocolSniffingIO(max_frame_size, tls_handoff)
+        )
 
     # --- guard ------------------------------------------------------------------------------
 
@@ -177,6 +250,24 @@ class HandlerCore(Handler):
         self._timer_task = None
         self._timer_at = None
         self._guarded(None, lambda: self.namespace.process_due(self._clock()))
+
+    # --- calls from other threads -------------------------------------------------------
+
+    def on_emulator_call(self, event: Any) -> None:
+        """Application event injected from another thread: run a :class:`ReactorCall`."""
+        call: ReactorCall = event.subject
+
+        def run() -> None:
+            if not call.future.set_running_or_notify_cancel():
+                return
+            try:
+                result = call.function()
+            except BaseException as exc:  # handed to the calling thread
+                call.future.set_exception(exc)
+                return
+            self._after_commit(lambda: call.future.set_result(result))
+
+        self._guarded(None, run)
 
     # --- stopping ---------------------------------------------------------------------------
 

@@ -1,4 +1,5 @@
-"""``python -m emulator``: one stdout line, clean signal shutdown, readable config errors."""
+"""``python -m emulator``: the connection string, then the certificate path, on stdout;
+clean signal shutdown; readable config errors."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def test_prints_connection_string_serves_and_stops_on_signal(
 ) -> None:
     process, line = _start(config_file)
     try:
+        ca_file = process.stdout.readline().strip()  # type: ignore[union-attr]
         connection_string = line.strip()
         assert connection_string.startswith("Endpoint=sb://127.0.0.1:")
         assert connection_string.endswith(
@@ -64,7 +66,9 @@ def test_prints_connection_string_serves_and_stops_on_signal(
         process.send_signal(stop_signal)
         stdout, stderr = process.communicate(timeout=20)
     assert process.returncode == 0, stderr
-    assert stdout == ""  # the connection string was the only line
+    assert stdout == ""  # the connection string and the certificate were the only lines
+    # Line 2: the TLS certificate for the administration client (HTTPS on the same port).
+    assert ca_file.endswith("emulator-cert.pem")
     assert "Traceback" not in stderr
 
 
