@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SOURCES := contracts producer consumer emulator common tools tests examples bench
+SOURCES := contracts producer consumer emulator common console tools tests examples bench
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
@@ -34,8 +34,8 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: run test bench bench-quick lint check-types install infra-tools lock lock-check \
-	upgrade contracts contracts-check clean
+.PHONY: run test bench bench-quick lint check-types install infra-tools browser-tools lock \
+	lock-check upgrade contracts contracts-check clean
 
 $(UV_STAMP):
 	rm -rf $(UV_VENV)
@@ -90,7 +90,19 @@ bench: install
 bench-quick: install
 	$(PY) -m bench --quick
 
-test: lint check-types contracts-check infra-tools
+# Debian's Chromium and chromedriver for the console's browser tests (tests/console), from
+# apt when missing (CI runs as root on Debian); Selenium is given both paths and never
+# downloads a browser or a driver. Without root the tests are skipped, saying why.
+browser-tools:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; \
+	else \
+		echo "make: browser tests skipped: apt-get install chromium chromium-driver" >&2; \
+	fi
+
+test: lint check-types contracts-check infra-tools browser-tools
 	INFRA_TOOLS_BIN=$(INFRA_VENV)/bin UV=$(UV) \
 		$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q $(PYTEST_ARGS)
 

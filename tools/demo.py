@@ -1,6 +1,7 @@
 """``make run``: the whole system on one machine, driven over real HTTP.
 
-Starts the emulator, the consumer and the producer on free loopback ports; sends a
+Starts the emulator, the consumer, the producer and the operations console (its URL and a
+key made for the run are printed) on free loopback ports; sends a
 realistic mix of requests (plus some malformed ones) over keep-alive connections with a
 client cheap enough not to be what is measured (:mod:`tools.http_driver`); injects poison
 messages as a foreign producer would; waits until every accepted event is processed or
@@ -41,6 +42,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from console.apikeys import new_console_key
 from tools.demo_watch import ConsumerTables, Processing, ServiceBusWatch
 from tools.http_driver import Answer, build_post, post_all
 from tools.processes import ROOT, ManagedProcess, emulator_config_path, free_port
@@ -61,6 +63,8 @@ class System:
     port: int
     api_key: str
     processes: list[ManagedProcess]
+    console_url: str = ""
+    console_key: str = ""
 
     @property
     def base_url(self) -> str:
@@ -107,6 +111,7 @@ def start_system(workdir: Path, processes: list[ManagedProcess]) -> System:
     )
     processes.append(emulator)
     connection_string = emulator.read_line()
+    consumer_health = free_port()
     processes.append(
         ManagedProcess(
             "consumer",
@@ -116,7 +121,7 @@ def start_system(workdir: Path, processes: list[ManagedProcess]) -> System:
                 "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{workdir / 'consumer.db'}",
                 "CONSUMER_DELIVERY_LOG_PATH": str(workdir / "notifications.jsonl"),
                 "CONSUMER_HEALTH_HOST": "127.0.0.1",
-                "CONSUMER_HEALTH_PORT": str(free_port()),
+                "CONSUMER_HEALTH_PORT": str(consumer_health),
                 "CONSUMER_TELEMETRY_FILE": str(workdir / "consumer-telemetry.jsonl"),
             },
             log_dir=workdir,
@@ -139,7 +144,32 @@ def start_system(workdir: Path, processes: list[ManagedProcess]) -> System:
     processes.append(producer)
     system = System(workdir, connection_string, host, port, api_key, processes)
     producer.wait_http_ok(f"{system.base_url}/healthz")
+    start_console(system, consumer_health)
     return system
+
+
+def start_console(system: System, consumer_health: int) -> None:
+    """Start the operations console on a free port, with an operator key made for the run."""
+    key, entry = new_console_key("demo", "operator")
+    workdir, port = system.workdir, free_port()
+    console_process = ManagedProcess(
+        "console",
+        "console",
+        env={
+            "CONSOLE_SERVICEBUS_CONNECTION_STRING": system.connection_string,
+            "CONSOLE_PORT": str(port),
+            "CONSOLE_OUTBOX_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'producer-outbox.db'}",
+            "CONSOLE_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{system.consumer_db}",
+            "CONSOLE_CONSUMER_STATUS_URL": f"http://127.0.0.1:{consumer_health}/status",
+            "CONSOLE_API_KEYS": str(entry),
+            "CONSOLE_TRACE_FILES": f"{workdir / 'producer-telemetry.jsonl'},"
+            f"{workdir / 'consumer-telemetry.jsonl'}",
+        },
+        log_dir=workdir,
+    )
+    system.processes.append(console_process)
+    system.console_url, system.console_key = f"http://127.0.0.1:{port}", key
+    console_process.wait_http_ok(f"{system.console_url}/healthz")
 
 
 _T = TypeVar("_T")
@@ -365,9 +395,13 @@ def main(
     figures: dict[str, Any] = {}
     ok = False
     try:
-        with console.status("starting emulator, consumer and producer"):
+        with console.status("starting emulator, consumer, producer and console"):
             system = start_system(workdir, processes)
         console.print(f"[green]up[/] in {time.monotonic() - started:.1f}s; logs in {workdir}")
+        console.print(
+            f"operations console: {system.console_url} (API key {system.console_key}); "
+            "it stops with the run"
+        )
         workload = Workload(seed)
         outcome = run_fast(send_all(system, workload.requests(requests), concurrency))
         poison_messages = workload.poison(*QUEUES, poison)
