@@ -86,8 +86,10 @@ async def open_stores(settings: ConsumerSettings) -> AsyncIterator[Stores]:
 
 
 def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
-    """The two queues' processing settings; each accepts the event types registered on it
-    (``contracts.registry``) and dead-letters others as ``WrongQueue``."""
+    """The two sources' processing settings: each a queue, or a topic subscription
+    (``CONSUMER_*_SUBSCRIPTION``), with or without sessions (``CONSUMER_*_SESSIONS``).
+    Each accepts the event types registered on its queue (``contracts.registry``) and
+    dead-letters others as ``WrongQueue``."""
     common = {
         "max_message_count": settings.max_message_count,
         "max_wait_time": settings.max_wait_time.total_seconds(),
@@ -95,25 +97,32 @@ def queue_configs(settings: ConsumerSettings) -> list[QueueConfig]:
         "max_processing_time": settings.max_processing_time.total_seconds(),
         "recycle_after_idle": settings.receiver_recycle_after_idle.total_seconds(),
         "receivers": settings.receivers_per_queue,
+        "max_concurrent_sessions": settings.max_concurrent_sessions,
     }
     prefetch = settings.prefetch_count
+    audit, audit_setting = settings.source("audit")
+    notifications, notifications_setting = settings.source("notifications")
     return [
         QueueConfig(
-            name=settings.audit_queue,
+            name=audit,
             concurrency=settings.audit_concurrency,
             prefetch_count=_first(settings.audit_prefetch_count, prefetch),
             max_delivery_count=settings.audit_max_delivery_count,
             event_types=event_types_on(AUDIT_QUEUE),
-            setting="CONSUMER_AUDIT_QUEUE",
+            setting=audit_setting,
+            sessions=settings.audit_sessions,
+            sessions_setting="CONSUMER_AUDIT_SESSIONS",
             **common,  # type: ignore[arg-type]
         ),
         QueueConfig(
-            name=settings.notifications_queue,
+            name=notifications,
             concurrency=settings.notifications_concurrency,
             prefetch_count=_first(settings.notifications_prefetch_count, prefetch),
             max_delivery_count=settings.notifications_max_delivery_count,
             event_types=event_types_on(NOTIFICATIONS_QUEUE),
-            setting="CONSUMER_NOTIFICATIONS_QUEUE",
+            setting=notifications_setting,
+            sessions=settings.notifications_sessions,
+            sessions_setting="CONSUMER_NOTIFICATIONS_SESSIONS",
             **common,  # type: ignore[arg-type]
         ),
     ]
@@ -187,7 +196,7 @@ async def _prune_forever(stores: Stores, settings: ConsumerSettings) -> None:
 
 
 async def _measure_dlq_depth_forever(client: Any, settings: ConsumerSettings) -> None:
-    queues = [settings.audit_queue, settings.notifications_queue]
+    queues = [settings.source("audit")[0], settings.source("notifications")[0]]
     while True:
         try:
             await telemetry.measure_dlq_depth(client, queues, settings.dlq_depth_limit)
@@ -199,7 +208,7 @@ async def _measure_dlq_depth_forever(client: Any, settings: ConsumerSettings) ->
 async def run_consumer(
     settings: ConsumerSettings, stop: asyncio.Event, *, freeze_after_startup: bool = False
 ) -> WorkerStats:
-    """Process both queues until ``stop`` is set.
+    """Process both sources (queues or subscriptions) until ``stop`` is set.
 
     Shutdown, closing the Service Bus client included, ends by the worker's shutdown
     deadline (``settings.shutdown_grace_period`` after ``stop``; see
@@ -216,8 +225,11 @@ async def run_consumer(
         The outcome counters, for the exit summary.
 
     Raises:
-        consumer.runtime.entities.MissingQueueError: a queue (or its dead-letter queue)
-            does not exist; the message names it, its setting and how to create it.
+        consumer.runtime.entities.MissingQueueError: a queue or subscription (or its
+            dead-letter queue) does not exist; the message names it, its setting and how
+            to create it.
+        consumer.runtime.entities.SessionsMismatchError: a source's RequiresSession
+            disagrees with its ``CONSUMER_*_SESSIONS`` setting.
     """
     worker: Worker | None = None
 
@@ -260,7 +272,10 @@ async def run_consumer(
                 )
             else:
                 stack.push_async_callback(health.stop)
-        await check_queues(client, [QueueEntity(c.name, c.setting) for c in configs])
+        await check_queues(
+            client,
+            [QueueEntity(c.name, c.setting, c.sessions, c.sessions_setting) for c in configs],
+        )
         background = [asyncio.create_task(_prune_forever(stores, settings), name="inbox-prune")]
         if settings.dlq_depth_interval > timedelta(0):
             background.append(

@@ -19,6 +19,7 @@ from common.servicebus import ServiceBusConnection
 from common.settings_groups import grouped_env_sources
 from common.telemetry import TelemetrySettings
 from consumer.retry import RetryPolicy
+from consumer.runtime.entities import EntityPath
 
 CLAIM_MARGIN = timedelta(seconds=30)
 """How long a delivery claim outlasts the longest attempt: time to record the outcome (a
@@ -77,6 +78,19 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     Attributes:
         audit_queue: Queue of audit events.
         notifications_queue: Queue of notifications.
+        audit_subscription / notifications_subscription: Read this topic subscription
+            instead of the queue, by its entity path ``<topic>/Subscriptions/<name>``
+            (e.g. ``audit-events/Subscriptions/siem``); exclusive with the ``*_QUEUE``
+            setting. Delayed retries stay in the subscription: the message is held (lock
+            renewed) until due, then abandoned, so the ladder counts deliveries and ends
+            one short of MaxDeliveryCount (``consumer.runtime.redelivery``).
+        audit_sessions / notifications_sessions: The source requires sessions
+            (RequiresSession): process it in order per session, one message at a time
+            within a session, ``max_concurrent_sessions`` sessions at once, the session
+            lock renewed; retries hold the message, and its session, until due. Start-up
+            stops with a one-line error when this disagrees with the entity.
+        max_concurrent_sessions: Sessions processed at once per session source, each on
+            its own receiver (AMQP connection); replaces the source's concurrency.
         audit_store_url: SQLAlchemy async URL of the consumer's database (audit chain,
             inbox, delivery records): SQLite file by default,
             ``postgresql+asyncpg://user@host/db`` for PostgreSQL.
@@ -91,7 +105,9 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             records the delivery without sending (local runs, demo); ``live`` sends
             e-mail over SMTP and webhooks over HTTPS.
         max_message_count: Most messages asked for per receive call.
-        max_wait_time: How long a receive call waits while the queue's handlers are idle.
+        max_wait_time: How long a receive call waits while the queue's handlers are idle;
+            on session sources also how long a lane waits for a session, and how long a
+            session may stay idle before it is released to other receivers.
         busy_wait_time: How long a receive call waits while handlers run.
         prefetch_count: Default SDK prefetch per receiver (0 = off).
         receivers_per_queue: Receivers (each its own AMQP connection and link) per queue;
@@ -139,6 +155,11 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
 
     audit_queue: str = "audit"
     notifications_queue: str = "notifications"
+    audit_subscription: str | None = None
+    notifications_subscription: str | None = None
+    audit_sessions: bool = False
+    notifications_sessions: bool = False
+    max_concurrent_sessions: int = Field(default=8, ge=1, le=100)
     audit_store_url: str = "sqlite+aiosqlite:///audit.db"
     delivery_store_url: str | None = None
     delivery_log_path: Path | None = Path("notifications.jsonl")
@@ -189,10 +210,31 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
             settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
         )
 
-    @field_validator("delivery_log_path", mode="before")
+    @field_validator(
+        "delivery_log_path", "audit_subscription", "notifications_subscription", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("audit_subscription", "notifications_subscription")
+    @classmethod
+    def _subscription_path(cls, value: str | None) -> str | None:
+        if value is not None and not EntityPath.parse(value).is_subscription:
+            raise ValueError(
+                f"{value!r} is not a subscription path <topic>/Subscriptions/<subscription>"
+            )
+        return value
+
+    def source(self, kind: Literal["audit", "notifications"]) -> tuple[str, str]:
+        """The entity path a source is read from, and the variable that names it."""
+        subscription = (
+            self.audit_subscription if kind == "audit" else self.notifications_subscription
+        )
+        if subscription is not None:
+            return EntityPath.parse(subscription).path, f"CONSUMER_{kind.upper()}_SUBSCRIPTION"
+        queue = self.audit_queue if kind == "audit" else self.notifications_queue
+        return queue, f"CONSUMER_{kind.upper()}_QUEUE"
 
     @property
     def delivery_claim_lease(self) -> timedelta:
@@ -206,6 +248,12 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        for kind in ("audit", "notifications"):
+            if f"{kind}_queue" in self.model_fields_set and getattr(self, f"{kind}_subscription"):
+                raise ValueError(
+                    f"set CONSUMER_{kind.upper()}_QUEUE or CONSUMER_{kind.upper()}_SUBSCRIPTION, "
+                    "not both: a source is a queue or a subscription"
+                )
         if self.inbox_retention < self.duplicate_detection_window:
             raise ValueError(
                 "CONSUMER_INBOX_RETENTION must be at least CONSUMER_DUPLICATE_DETECTION_WINDOW, "

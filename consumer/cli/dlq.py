@@ -21,12 +21,21 @@ from consumer.cli.dlq_report import fail_if_incomplete, report, with_progress
 from consumer.cli.durations import parse_duration
 from consumer.cli.shared import BusSettings, CliError, JsonOption, line, out, run
 from consumer.cli.tables import Column, fitted_table
+from consumer.runtime.entities import EntityPath
 
 dlq_app = typer.Typer(
     help="Inspect, replay and purge dead-lettered messages.", no_args_is_help=True
 )
 
-QueueOption = Annotated[str, typer.Option("--queue", "-q", help="Main queue name.")]
+QueueOption = Annotated[str | None, typer.Option("--queue", "-q", help="Main queue name.")]
+SubscriptionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--subscription",
+        help="Instead of a queue: a topic subscription, <topic>/Subscriptions/<name> "
+        "(replays go through the topic, meant for this subscription).",
+    ),
+]
 ConnectionOption = Annotated[
     str | None,
     typer.Option(
@@ -58,7 +67,8 @@ _DLQ_COLUMNS = (
 
 @dlq_app.command("list")
 def dlq_list(
-    queue: QueueOption,
+    queue: QueueOption = None,
+    subscription: SubscriptionOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Show at most this many.")] = None,
     as_json: JsonOption = False,
     connection_string: ConnectionOption = None,
@@ -67,6 +77,7 @@ def dlq_list(
 
     The table fits the terminal (long values end in "…"); --json has them in full.
     """
+    queue = _source(queue, subscription)
 
     async def go() -> list[dlq_api.DeadLetteredMessage]:
         async with _bus(connection_string) as client:
@@ -94,12 +105,14 @@ def dlq_list(
 
 @dlq_app.command("show")
 def dlq_show(
-    queue: QueueOption,
     sequence_number: Annotated[int, typer.Argument(help="DLQ sequence number.")],
+    queue: QueueOption = None,
+    subscription: SubscriptionOption = None,
     as_json: JsonOption = False,
     connection_string: ConnectionOption = None,
 ) -> None:
     """Show one dead letter with its properties and body."""
+    queue = _source(queue, subscription)
 
     async def go() -> dlq_api.DeadLetteredMessage:
         async with _bus(connection_string) as client:
@@ -137,7 +150,8 @@ def _show_table(title: str, data: dict[str, Any]) -> Table:
 
 @dlq_app.command("replay")
 def dlq_replay(
-    queue: QueueOption,
+    queue: QueueOption = None,
+    subscription: SubscriptionOption = None,
     sequence_number: SequenceOption = None,
     reason: ReasonOption = None,
     older_than: AgeOption = None,
@@ -151,8 +165,11 @@ def dlq_replay(
     """Send selected dead letters back to the queue (new message id, provenance properties).
 
     The selection is taken once, before anything is sent: each selected dead letter is
-    replayed at most once, and unselected ones keep their delivery count.
+    replayed at most once, and unselected ones keep their delivery count. A subscription's
+    dead letters go to its topic with replayTarget=<subscription name>: other
+    subscriptions whose rules match get the copy too unless a rule excludes it.
     """
+    queue = _source(queue, subscription)
     selection = _selection(sequence_number, reason, older_than, everything)
 
     async def go(
@@ -168,7 +185,8 @@ def dlq_replay(
                 on_selected=selected,
             )
 
-    outcome, error = with_progress(f"replaying to {queue}", go, quiet=dry_run or as_json)
+    where = _replay_destination(queue)
+    outcome, error = with_progress(f"replaying to {where}", go, quiet=dry_run or as_json)
     if as_json:
         out.print_json(
             json.dumps(
@@ -183,19 +201,20 @@ def dlq_replay(
             )
         )
     elif dry_run:
-        out.print(f"would replay {len(outcome.matched)} message(s) to {queue}:")
+        out.print(f"would replay {len(outcome.matched)} message(s) to {where}:")
         for item in outcome.matched:
             line(f"  {item.sequence_number}  {item.message_id}  {item.reason}")
     elif not outcome.matched and error is None:
         out.print(f"no dead letters of {queue}/$DeadLetterQueue match; nothing replayed")
     else:
-        report(outcome, f"replayed {len(outcome.replayed)}", f"to {queue}", error)
+        report(outcome, f"replayed {len(outcome.replayed)}", f"to {where}", error)
     fail_if_incomplete(outcome, "replayed", error)
 
 
 @dlq_app.command("purge")
 def dlq_purge(
-    queue: QueueOption,
+    queue: QueueOption = None,
+    subscription: SubscriptionOption = None,
     sequence_number: SequenceOption = None,
     reason: ReasonOption = None,
     older_than: AgeOption = None,
@@ -206,6 +225,7 @@ def dlq_purge(
     connection_string: ConnectionOption = None,
 ) -> None:
     """Delete selected dead letters for good (asks first, showing how many)."""
+    queue = _source(queue, subscription)
     selection = _selection(sequence_number, reason, older_than, everything)
     where = f"{queue}/$DeadLetterQueue"
     if not yes:
@@ -274,6 +294,32 @@ async def _bus(connection_string: str | None) -> AsyncIterator[ServiceBusClient]
             what = "connection string" if settings.servicebus_connection_string else "namespace"
             raise CliError(f"bad Service Bus {what}: {exc}") from None
         yield client
+
+
+def _source(queue: str | None, subscription: str | None) -> str:
+    """The entity path the command works on: ``--queue`` or ``--subscription``."""
+    if (queue is None) == (subscription is None):
+        raise typer.BadParameter("give --queue or --subscription (one of them)")
+    if subscription is not None:
+        try:
+            entity = EntityPath.parse(subscription)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        if entity.topic is None:
+            raise typer.BadParameter(
+                f"--subscription {subscription!r}: expected <topic>/Subscriptions/<name>"
+            )
+        return entity.path
+    assert queue is not None
+    return queue
+
+
+def _replay_destination(queue: str) -> str:
+    """Where replayed copies go, as the output says it."""
+    entity = EntityPath.parse(queue)
+    if entity.topic is None:
+        return queue
+    return f"topic {entity.topic} (replayTarget={entity.name})"
 
 
 def _selection(

@@ -44,7 +44,7 @@ def run() -> None:
 
 async def _run_worker(settings: Any) -> None:
     from consumer.runner import run_consumer
-    from consumer.runtime.entities import MissingQueueError
+    from consumer.runtime.entities import SourceCheckError
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,7 +52,7 @@ async def _run_worker(settings: Any) -> None:
         loop.add_signal_handler(sig, stop.set)
     try:
         stats = await run_consumer(settings, stop, freeze_after_startup=True)
-    except MissingQueueError as exc:
+    except SourceCheckError as exc:
         raise CliError(str(exc)) from None
     for queue, counters in stats.to_json().items():
         logger.info("stopped: %s %s", queue, json.dumps(counters, sort_keys=True))

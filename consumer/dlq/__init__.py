@@ -3,6 +3,10 @@
 Dead-lettered messages live in the sub-queue ``<queue>/$DeadLetterQueue`` with
 application properties ``DeadLetterReason`` and ``DeadLetterErrorDescription``
 (https://learn.microsoft.com/azure/service-bus-messaging/service-bus-dead-letter-queues).
+Every operation takes an entity path: a queue name, or a subscription's
+``<topic>/Subscriptions/<name>`` (its DLQ is ``<topic>/Subscriptions/<name>/$DeadLetterQueue``).
+A subscription's replay goes through its topic, meant for that subscription by the
+``replayTarget`` property: see :mod:`consumer.dlq.replay`.
 
 * Listing, showing and selecting *peek* (no lock, nothing changes).
 * Replay and purge work on a **snapshot**: the DLQ is peeked once, before anything is sent

@@ -12,6 +12,7 @@ from azure.servicebus.exceptions import (
 )
 
 from consumer.dlq.model import DlqError, Outcome
+from consumer.runtime.entities import EntityPath
 
 
 @asynccontextmanager
@@ -31,15 +32,24 @@ async def guard(queue: str, outcome: Outcome | None = None) -> AsyncIterator[Non
 
 
 def _describe(queue: str, error: Exception) -> str:
+    what = f"{_kind(queue)} {queue!r}"
     if isinstance(error, MessagingEntityNotFoundError):
-        return f"queue {queue!r} does not exist"
+        return f"{what} does not exist"
     if isinstance(error, ServiceBusAuthorizationError | ServiceBusAuthenticationError):
-        return f"not allowed to use queue {queue!r}: {first_line(error)}"
+        return f"not allowed to use {what}: {first_line(error)}"
     if isinstance(error, ServiceBusConnectionError):
         return f"cannot reach Service Bus: {first_line(error)}"
     if isinstance(error, ServiceBusError):
-        return f"queue {queue!r}: {first_line(error)}"
-    return f"queue {queue!r}: {type(error).__name__}: {first_line(error)}"
+        return f"{what}: {first_line(error)}"
+    return f"{what}: {type(error).__name__}: {first_line(error)}"
+
+
+def _kind(queue: str) -> str:
+    """``queue`` or ``subscription`` (``entity`` for a path that is neither)."""
+    try:
+        return EntityPath.parse(queue).kind
+    except ValueError:
+        return "entity"
 
 
 def first_line(error: BaseException) -> str:

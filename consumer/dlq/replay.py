@@ -1,9 +1,22 @@
 """Replay: send selected dead letters back to their queue as new messages with provenance.
 
 Ids, provenance properties and what unselected dead letters see: :mod:`consumer.dlq`.
+
+A subscription's dead letters cannot go back to the subscription: Service Bus accepts
+messages for topics and queues only, and Microsoft keeps it so by design
+(https://github.com/Azure/azure-service-bus/issues/445, #706). So a subscription's
+replay goes to its topic, with the application property ``replayTarget`` set to the
+subscription's name (:data:`consumer.runtime.entities.REPLAY_TARGET`), and the topic
+hands it to every subscription whose rules match, as it did the original. The target
+subscription processes it; the other subscriptions this consumer reads complete it
+unprocessed (they had the original); subscriptions read by others keep the copy out with
+a rule such as ``replayTarget IS NULL OR replayTarget = '<their name>'`` (a SQL filter,
+https://learn.microsoft.com/azure/service-bus-messaging/service-bus-messaging-sql-filter).
 """
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient
@@ -14,6 +27,7 @@ from consumer.dlq.selection import Selection, select
 from consumer.dlq.settlement import each_selected
 from consumer.messages import DEAD_LETTER_PROPERTIES, copy_for_resend
 from consumer.retry import RETRY_PROPERTIES
+from consumer.runtime.entities import REPLAY_TARGET, EntityPath
 
 REPLAYED_ORIGINAL_ID = "replayedOriginalMessageId"
 REPLAYED_FROM = "replayedFromSequenceNumber"
@@ -24,7 +38,7 @@ REPLAY_COUNT = "replayCount"
 MAX_MESSAGE_ID_LENGTH = 128
 """Service Bus limit on ``message_id`` (characters)."""
 _REPLAY_MARK = ":replay:"
-_DROPPED = {*RETRY_PROPERTIES, *DEAD_LETTER_PROPERTIES}
+_DROPPED = {*RETRY_PROPERTIES, *DEAD_LETTER_PROPERTIES, REPLAY_TARGET}
 
 
 async def replay(
@@ -39,6 +53,9 @@ async def replay(
 ) -> Outcome:
     """Send the selected dead letters back to ``queue`` and remove them from its DLQ.
 
+    ``queue`` may be a subscription (``<topic>/Subscriptions/<name>``): its copies go to
+    the topic, meant for that subscription (see the module docstring).
+
     Works on a snapshot taken before anything is sent; each selected dead letter is
     replayed at most once per call (see :mod:`consumer.dlq` for ids, provenance and what
     unselected dead letters see). A dead letter whose copy cannot be sent (too large for
@@ -46,7 +63,7 @@ async def replay(
 
     Args:
         client: The client.
-        queue: Main queue name.
+        queue: Main queue name, or subscription path.
         selection: What to replay.
         dry_run: Only report what would be replayed (peeks; changes nothing).
         progress: Called after each selected dead letter is handled.
@@ -66,23 +83,43 @@ async def replay(
         return Outcome(matched=await select(client, queue, selection))
     now = datetime.now(UTC)
     outcome = Outcome()
-    async with guard(queue, outcome), client.get_queue_sender(queue) as sender:
+    async with guard(queue, outcome):
+        entity = EntityPath.parse(queue)
+        target = {REPLAY_TARGET: entity.name} if entity.topic is not None else {}
+        sender = (
+            client.get_topic_sender(entity.topic)
+            if entity.topic is not None
+            else client.get_queue_sender(entity.name)
+        )
 
         async def send_copy(message: ServiceBusReceivedMessage, item: DeadLetteredMessage) -> None:
-            copy = replay_copy(message, item, now)
+            copy = replay_copy(message, item, now, target)
             await sender.send_messages(copy)
             outcome.replayed[item.sequence_number] = str(copy.message_id)
 
-        await each_selected(
-            client, queue, selection, send_copy, None, outcome, progress, on_selected, max_wait_time
-        )
+        async with sender:
+            await each_selected(
+                client,
+                queue,
+                selection,
+                send_copy,
+                None,
+                outcome,
+                progress,
+                on_selected,
+                max_wait_time,
+            )
     return outcome
 
 
 def replay_copy(
-    message: ServiceBusReceivedMessage, item: DeadLetteredMessage, now: datetime
+    message: ServiceBusReceivedMessage,
+    item: DeadLetteredMessage,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
 ) -> ServiceBusMessage:
-    """The message sent back to the main queue for a dead letter (see :mod:`consumer.dlq`)."""
+    """The message sent back to the main queue for a dead letter (see :mod:`consumer.dlq`),
+    with ``extra`` application properties (a subscription's ``replayTarget``)."""
     previous = item.properties.get(REPLAY_COUNT, 0)
     original = original_message_id(item)
     return copy_for_resend(
@@ -97,6 +134,7 @@ def replay_copy(
             REPLAYED_DESCRIPTION: (item.description or "")[:1024],
             REPLAYED_AT: now.isoformat(),
             REPLAY_COUNT: (previous if isinstance(previous, int) else 0) + 1,
+            **(extra or {}),
         },
     )
 

@@ -8,6 +8,7 @@ from azure.servicebus.aio import AutoLockRenewer, ServiceBusClient, ServiceBusRe
 
 from consumer.dlq.errors import guard
 from consumer.dlq.model import DeadLetteredMessage, DlqError, describe_message
+from consumer.runtime.entities import EntityPath
 
 _PEEK_PAGE = 250
 """Messages per peek call when reading the whole DLQ."""
@@ -114,11 +115,15 @@ def dlq_receiver(
     *,
     renewer: AutoLockRenewer | None = None,
 ) -> ServiceBusReceiver:
-    """A receiver on ``<queue>/$DeadLetterQueue`` without prefetch (nothing locked unasked)."""
-    return client.get_queue_receiver(
-        queue,
+    """A receiver on ``<queue>/$DeadLetterQueue`` without prefetch (nothing locked unasked).
+
+    ``queue`` is an entity path: a queue, or ``<topic>/Subscriptions/<name>``.
+    """
+    receiver: ServiceBusReceiver = EntityPath.parse(queue).receiver(
+        client,
         sub_queue=ServiceBusSubQueue.DEAD_LETTER,
         receive_mode=mode,
         prefetch_count=0,
         auto_lock_renewer=renewer,
     )
+    return receiver

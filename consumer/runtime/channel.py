@@ -17,6 +17,7 @@ import time
 from datetime import datetime
 
 from azure.servicebus import (
+    NEXT_AVAILABLE_SESSION,
     ServiceBusMessage,
     ServiceBusReceivedMessage,
     ServiceBusReceiveMode,
@@ -24,6 +25,7 @@ from azure.servicebus import (
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 
 from consumer.runtime.credit import take_back_credit
+from consumer.runtime.entities import EntityPath
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +36,30 @@ SOCKET_TIMEOUT_SECONDS = 0.02
 
 
 class ReceiverChannel:
-    """A peek-lock receiver on one queue.
+    """A peek-lock receiver on one queue or subscription.
 
     Args:
         client: The process's client.
-        queue: Queue name.
+        queue: Entity path: a queue name or ``<topic>/Subscriptions/<subscription>``.
         prefetch_count: SDK prefetch (0 = off). Prefetched messages are locked while
             they wait in the buffer, so keep it below what can be processed within the
             lock duration. See
             https://learn.microsoft.com/azure/service-bus-messaging/service-bus-prefetch
         generation: Increases each time the queue's receiver is recreated.
+        session_wait: Make it a session receiver on the next available session
+            (``NEXT_AVAILABLE_SESSION``); :meth:`open` waits up to this many seconds for
+            one and raises the SDK's ``OperationTimeoutError`` when none comes.
+            ``None``: not a session receiver.
     """
 
     def __init__(
-        self, client: ServiceBusClient, queue: str, *, prefetch_count: int, generation: int
+        self,
+        client: ServiceBusClient,
+        queue: str,
+        *,
+        prefetch_count: int,
+        generation: int,
+        session_wait: float | None = None,
     ) -> None:
         self.queue = queue
         self.generation = generation
@@ -58,11 +70,16 @@ class ReceiverChannel:
         # ``socket_timeout`` (0.2 s): below saturation every message then waits ~200 ms
         # before its handler starts, and settlements wait behind the call. Messages the
         # service already sent arrive within a few ms; wait only that.
-        self._receiver: ServiceBusReceiver = client.get_queue_receiver(
-            queue,
+        self._session_wait = session_wait
+        sessions: dict[str, object] = {}
+        if session_wait is not None:
+            sessions = {"session_id": NEXT_AVAILABLE_SESSION, "max_wait_time": session_wait}
+        self._receiver: ServiceBusReceiver = EntityPath.parse(queue).receiver(
+            client,
             receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
             prefetch_count=prefetch_count,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            **sessions,
         )
         if hasattr(self._receiver, "_further_pull_receive_timeout"):
             self._receiver._further_pull_receive_timeout = FURTHER_PULL_SECONDS
@@ -76,13 +93,26 @@ class ReceiverChannel:
         """The last receive call left link credit that could not be taken back."""
 
     async def open(self) -> None:
-        """Attach the link (CBS auth + receiver link).
+        """Attach the link (CBS auth + receiver link); a session receiver waits for a session.
 
         Raises:
+            azure.servicebus.exceptions.OperationTimeoutError: a session receiver got no
+                session within ``session_wait``.
             azure.servicebus.exceptions.ServiceBusError: e.g. ``MessagingEntityNotFoundError``.
         """
         async with self._lock:
-            await self._receiver.__aenter__()
+            # Accepting the next available session answers "none now" with a timeout,
+            # which the SDK retries like a failure (``retry_total`` times with back-off:
+            # 15 s measured for a 0.5 s wait); the session loop asks again itself.
+            config = getattr(self._receiver, "_config", None)
+            retries = getattr(config, "retry_total", None)
+            if self._session_wait is not None and isinstance(retries, int):
+                config.retry_total = 0  # type: ignore[union-attr]
+            try:
+                await self._receiver.__aenter__()
+            finally:
+                if self._session_wait is not None and isinstance(retries, int):
+                    config.retry_total = retries  # type: ignore[union-attr]
             self.opened = True
 
     async def receive(
@@ -120,6 +150,27 @@ class ReceiverChannel:
         """Renew the message's lock; returns the new ``locked_until_utc``."""
         async with self._lock:
             return await self._receiver.renew_message_lock(message)
+
+    @property
+    def session_id(self) -> str | None:
+        """The session this receiver holds (session receivers, once open)."""
+        session = self._receiver.session  # None on a receiver without sessions
+        return session.session_id if session is not None else None
+
+    @property
+    def session_locked_until(self) -> datetime | None:
+        """When the held session's lock expires (aware UTC); ``None`` without a session."""
+        session = self._receiver.session
+        return session.locked_until_utc if session is not None else None
+
+    async def renew_session_lock(self) -> datetime:
+        """Renew the held session's lock; returns the new expiry (aware UTC).
+
+        Raises:
+            azure.servicebus.exceptions.SessionLockLostError: the lock is gone.
+        """
+        async with self._lock:
+            return await self._receiver.session.renew_lock()
 
     async def close(self) -> None:
         """Detach (the SDK releases prefetched, unprocessed messages). Never raises."""

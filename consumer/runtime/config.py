@@ -1,15 +1,21 @@
-"""How one queue is processed: :class:`QueueConfig` and the default receiver count."""
+"""How one source (queue or subscription) is processed: :class:`QueueConfig`, and the
+default receiver count."""
 
 from dataclasses import dataclass
+from functools import cached_property
+
+from consumer.runtime.entities import EntityPath
 
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """How one queue is processed. Times are in seconds.
+    """How one source is processed: a queue or a topic subscription. Times are in seconds.
 
     Attributes:
-        name: Queue name.
-        concurrency: Messages processed at once.
+        name: Entity path: the queue name, or ``<topic>/Subscriptions/<subscription>``
+            (read with ``get_subscription_receiver``). Telemetry names it as the
+            destination, and its counters are kept under it.
+        concurrency: Messages processed at once (session sources: see ``sessions``).
         receivers: Receivers (each its own AMQP connection and link) reading the queue;
             ``None`` picks :func:`receivers_for` ``(concurrency)``. Every call on one
             receiver is serialised and a settlement waits for the service's answer, so
@@ -29,8 +35,13 @@ class QueueConfig:
             without raising). 0 disables.
         event_types: Event types this queue carries; others are dead-lettered with
             ``WrongQueue``. ``None`` accepts any.
-        setting: The environment variable naming the queue (e.g. ``CONSUMER_AUDIT_QUEUE``),
-            for messages saying the queue does not exist.
+        setting: The environment variable naming the source (e.g. ``CONSUMER_AUDIT_QUEUE``),
+            for messages saying it does not exist.
+        sessions: The entity requires sessions: messages are processed in order per
+            session, one at a time within a session, ``max_concurrent_sessions`` sessions
+            at once (:mod:`consumer.runtime.sessions`).
+        max_concurrent_sessions: Sessions processed at once, each on its own receiver.
+        sessions_setting: The environment variable that turns ``sessions`` on.
     """
 
     name: str
@@ -45,6 +56,25 @@ class QueueConfig:
     recycle_after_idle: float = 300.0
     event_types: frozenset[str] | None = None
     setting: str | None = None
+    sessions: bool = False
+    max_concurrent_sessions: int = 8
+    sessions_setting: str | None = None
+
+    @cached_property
+    def entity(self) -> EntityPath:
+        """``name`` parsed (raises ``ValueError`` when it is neither form)."""
+        return EntityPath.parse(self.name)
+
+    @property
+    def resends_retries(self) -> bool:
+        """Delayed retries re-send a scheduled copy to the entity.
+
+        Not for a subscription (Service Bus cannot send to one: a copy sent to the topic
+        would reach every subscription whose rules match) nor for a session source (a
+        copy would go behind the session's later messages). These hold the message and
+        abandon it when its retry is due (:mod:`consumer.runtime.redelivery`).
+        """
+        return not (self.sessions or self.entity.is_subscription)
 
     @property
     def receiver_count(self) -> int:

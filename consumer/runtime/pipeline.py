@@ -11,6 +11,9 @@ do. Read top to bottom, this file is the order a message meets them:
 3. :class:`LockRenewal` -- keeps the peek-lock until the outcome is known, and arms the
    processing deadline (one timer per message does both, :mod:`consumer.runtime.lock`).
 4. :class:`HandlerSlot` -- waits for one of the queue's ``concurrency`` slots.
+   Then, only on subscriptions and session sources (:mod:`consumer.runtime.redelivery`):
+   ``RetryHold`` -- a retry is held until due, then abandoned; and only on subscriptions:
+   ``OtherSubscriptionsCopy`` -- a DLQ replay copy for another subscription is completed.
 5. :class:`Decode` -- the envelope; undecodable -> dead-letter with the contract's reason.
 6. :class:`Route` -- the handler; wrong queue or no handler -> dead-letter.
 7. :class:`RetryDecision` -- on the way out: success -> complete; failure -> the retry
@@ -29,9 +32,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -55,7 +57,9 @@ from consumer.retry import (
 from consumer.runtime import routing
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
 from consumer.runtime.config import QueueConfig
+from consumer.runtime.context import HandlerNext, MessageContext, Next, Stage
 from consumer.runtime.lock import MessageLockTimer
+from consumer.runtime.redelivery import OtherSubscriptionsCopy, RetryHold, redelivery_ladder
 from consumer.runtime.settlement import (
     COMPLETE,
     DUPLICATE,
@@ -70,44 +74,9 @@ from consumer.runtime.stats import QueueStats
 from contracts import ContractViolation, DeadLetterReason, EventEnvelope
 from contracts.servicebus import from_servicebus_message
 
+__all__ = ["HandlerNext", "MessageContext", "MessagePipeline", "Next", "Stage"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class MessageContext:
-    """One received message on its way through the stages.
-
-    Attributes:
-        message: The peek-locked message.
-        channel: The receiver it came from; it is settled there.
-        task: The message's own task (cancelled at its deadline or at shutdown).
-        started: ``time.monotonic()`` when processing began.
-        deadline: Loop time when the maximum processing time ends (``LockRenewal``).
-        lock: Its lock-renewal timer (``LockRenewal``).
-        envelope: The decoded envelope (``Decode``).
-        route: The handler and its retry policy (``Route``).
-    """
-
-    message: ServiceBusReceivedMessage
-    channel: ReceiverChannel
-    task: asyncio.Task[Any]
-    started: float
-    deadline: float = 0.0
-    lock: MessageLockTimer | None = None
-    envelope: EventEnvelope | None = None
-    route: routing.Route | None = None
-
-
-Next = Callable[[MessageContext], Awaitable[Outcome]]
-"""The rest of the path after a stage."""
-HandlerNext = Callable[[MessageContext], Awaitable[bool | None]]
-"""The handler call below :class:`RetryDecision`: its result (``False``: duplicate)."""
-
-
-class Stage(Protocol):
-    """One step of the path: its part, around ``await call_next(ctx)``."""
-
-    def __call__(self, ctx: MessageContext, call_next: Next) -> Awaitable[Outcome]: ...
 
 
 class Telemetry:
@@ -321,9 +290,10 @@ class RetryDecision:
     redelivery; exhausted: dead-letter), unless the lock was lost meanwhile.
     """
 
-    def __init__(self, queue: str, max_delivery_count: int):
+    def __init__(self, queue: str, max_delivery_count: int, *, resends: bool = True):
         self._queue = queue
         self._max_delivery_count = max_delivery_count
+        self._resends = resends  # False: the ladder counts deliveries (redelivery.py)
 
     async def __call__(self, ctx: MessageContext, call_next: HandlerNext) -> Outcome:
         envelope, lock = ctx.envelope, ctx.lock
@@ -347,7 +317,11 @@ class RetryDecision:
     def _decide(self, ctx: MessageContext, envelope: EventEnvelope, error: Exception) -> Decision:
         message, route = ctx.message, ctx.route
         assert route is not None
-        state = RetryState.from_properties(text_properties(message), message.message_id)
+        policy = route.policy
+        if self._resends:
+            state = RetryState.from_properties(text_properties(message), message.message_id)
+        else:
+            state, policy = redelivery_ladder(message, policy, self._max_delivery_count)
         logger.warning(
             "%s failed on %s (event %s, attempt %d, delivery %s): %s",
             route.name,
@@ -359,7 +333,7 @@ class RetryDecision:
         )
         return decide(
             error,
-            policy=route.policy,
+            policy=policy,
             state=state,
             event_id=envelope.id,
             delivery_count=message.delivery_count or 0,
@@ -450,10 +424,13 @@ class InvokeHandler:
 
 
 class MessagePipeline:
-    """The stages of one queue, composed once; ``await pipeline(ctx)`` runs one message.
+    """The stages of one source, composed once; ``await pipeline(ctx)`` runs one message.
+
+    ``deadline`` cancels handlers (:meth:`ProcessingDeadline.cancel_all`); ``hold`` ends
+    the holds of retries due later (:meth:`RetryHold.release_all`), both at shutdown.
 
     Args:
-        config: The queue's settings.
+        config: The source's settings.
         router: Picks each envelope's handler.
         stats: The queue's counters.
         sender: Sends the queue's delayed retries.
@@ -471,15 +448,24 @@ class MessagePipeline:
         receiving_stopped: Callable[[], bool],
         on_handled: Callable[[asyncio.Task[Any]], None],
     ) -> None:
-        queue = config.name
+        queue, resends = config.name, config.resends_retries
         self.deadline = ProcessingDeadline()
+        self.hold = RetryHold()
         handler: HandlerNext = partial(self.deadline, call_next=InvokeHandler(stats))
-        path: Next = partial(RetryDecision(queue, config.max_delivery_count), call_next=handler)
+        decision = RetryDecision(queue, config.max_delivery_count, resends=resends)
+        path: Next = partial(decision, call_next=handler)
+        slots = config.max_concurrent_sessions if config.sessions else config.concurrency
         stages: list[Stage] = [  # outermost first: the order a message meets them
             Telemetry(queue),
             Settle(queue, config.max_delivery_count, sender, stats),
             LockRenewal(queue, config.max_processing_time, stats, self.deadline.cancel_at_deadline),
-            HandlerSlot(config.concurrency, receiving_stopped, on_handled),
+            HandlerSlot(slots, receiving_stopped, on_handled),
+            *([] if resends else [self.hold]),
+            *(
+                [OtherSubscriptionsCopy(config.entity.name)]
+                if config.entity.is_subscription
+                else []
+            ),
             Decode(),
             Route(queue, config.event_types, router),
         ]

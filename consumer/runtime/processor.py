@@ -1,4 +1,7 @@
-"""Per-queue receive loop: receivers, their share of capacity, recycling, reconnects.
+"""Per-source receive loop: receivers, their share of capacity, recycling, reconnects.
+
+For a queue or a subscription without sessions; session-enabled sources have their own
+loop (:mod:`consumer.runtime.sessions`).
 
 Each receiver lane (:class:`ReceiverLane`) runs its own loop: it asks for at most its free
 share of the queue's capacity and leaves its link without credit between calls
@@ -57,7 +60,7 @@ class ReceiverLane:
 
 
 class QueueProcessor:
-    """Receives from one queue and processes messages concurrently.
+    """Receives from one queue or subscription and processes messages concurrently.
 
     Args:
         client: The process's ``ServiceBusClient``.
@@ -130,6 +133,7 @@ class QueueProcessor:
             await asyncio.gather(*(self._receive(lane, stop) for lane in self._lanes))
         finally:
             self._receiving_stopped = True
+            self._pipeline.hold.release_all()  # retries held until due: abandon them now
 
     async def _receive(self, lane: ReceiverLane, stop: asyncio.Event) -> None:
         """One receiver's loop: its link holds credit only while it is in a receive call.
@@ -280,7 +284,9 @@ class QueueProcessor:
             await asyncio.wait(set(self._tasks))
 
     def cancel_handlers(self) -> int:
-        """Cancel running handlers (their messages are then abandoned); returns how many."""
+        """Cancel running handlers and end retry holds (their messages are then
+        abandoned); returns how many handlers."""
+        self._pipeline.hold.release_all()
         return self._pipeline.deadline.cancel_all()
 
     async def close(self) -> None:

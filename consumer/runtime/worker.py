@@ -22,6 +22,7 @@ from common.shutdown import ShutdownDeadline, split_reserves
 from consumer import telemetry
 from consumer.runtime.processor import QueueConfig, QueueProcessor
 from consumer.runtime.routing import Router
+from consumer.runtime.sessions import SessionProcessor
 from consumer.runtime.stats import WorkerStats
 
 logger = logging.getLogger(__name__)
@@ -53,11 +54,13 @@ class ShutdownBudget:
 
 
 class Worker:
-    """Processes several queues until stopped.
+    """Processes several sources (queues, subscriptions) until stopped.
 
     Args:
         client: The process's long-lived ``ServiceBusClient``.
-        queues: Per-queue settings.
+        queues: Per-source settings; a session source gets a
+            :class:`~consumer.runtime.sessions.SessionProcessor`, any other a
+            :class:`~consumer.runtime.processor.QueueProcessor`.
         router: Picks the handler of each envelope.
         shutdown_grace_period: Seconds from the stop to the end of :meth:`run`, closes
             included.
@@ -75,8 +78,10 @@ class Worker:
         telemetry.observe_stats(self.stats)
         self._grace = shutdown_grace_period
         self._deadline = ShutdownDeadline(shutdown_grace_period, clock=_loop_time)
-        self.processors = [
-            QueueProcessor(client, config, router, self.stats.queue(config.name))
+        self.processors: list[QueueProcessor | SessionProcessor] = [
+            (SessionProcessor if config.sessions else QueueProcessor)(
+                client, config, router, self.stats.queue(config.name)
+            )
             for config in queues
         ]
         self.running = False

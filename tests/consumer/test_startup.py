@@ -18,7 +18,7 @@ from consumer.runtime.routing import Route
 from consumer.runtime.worker import Worker
 from consumer.stores.audit import AuditStore
 from consumer.stores.database import Database
-from emulator.testing import queue_config, run_emulator
+from emulator.testing import combine_configs, queue_config, run_emulator
 from tests.consumer.conftest import FAST, eventually
 from tests.consumer.conftest import queue_config as processing_config
 from tools.processes import ROOT
@@ -129,3 +129,29 @@ def test_how_to_create_a_queue_depends_on_where_it_is_missing(
     namespace: str, expected: str
 ) -> None:
     assert how_to_create_queue(namespace, "audit") == expected
+
+
+def test_consumer_whose_sessions_setting_disagrees_exits_with_one_line(tmp_path: Path) -> None:
+    config = combine_configs(
+        queue_config("audit", RequiresSession=True), queue_config("notifications")
+    )
+    with run_emulator(config) as emulator:
+        result = subprocess.run(
+            [sys.executable, "-m", "consumer"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "CONSUMER_SERVICEBUS_CONNECTION_STRING": emulator.connection_string,
+                "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+                "CONSUMER_DELIVERY_LOG_PATH": "",
+                "CONSUMER_HEALTH_PORT": "0",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("consumer: error: "), last
+    assert "CONSUMER_AUDIT_SESSIONS" in last, last
