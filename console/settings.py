@@ -1,6 +1,5 @@
 """What the console reads from its environment (``CONSOLE_*``)."""
 
-import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -9,6 +8,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.durations import Duration
+from common.env_lists import split_list
 from common.servicebus import ServiceBusConnection
 from common.telemetry import TelemetrySettings
 from console.apikeys import ConsoleApiKey, parse_console_api_keys
@@ -16,26 +16,17 @@ from console.apikeys import ConsoleApiKey, parse_console_api_keys
 AuthMode = Literal["api-key", "easyauth"]
 
 
-def _split_list(value: Any) -> Any:
-    """A JSON list or a comma-separated string from the environment (as the producer)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
-
-
 class ConsoleSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     """Everything the console reads from its environment.
+
+    Service Bus: ``CONSOLE_SERVICEBUS_CONNECTION_STRING`` or
+    ``CONSOLE_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE`` (see
+    ``common.servicebus.ServiceBusConnection``); telemetry and logging fields: see
+    ``common.telemetry.TelemetrySettings``.
 
     Attributes:
         host: Interface the HTTP server binds (``0.0.0.0`` in a container).
         port: HTTP port.
-        (Service Bus: ``CONSOLE_SERVICEBUS_CONNECTION_STRING`` or
-        ``CONSOLE_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE``, see
-        ``common.servicebus.ServiceBusConnection``; telemetry and logging fields: see
-        ``common.telemetry.TelemetrySettings``)
         audit_queue: The audit queue's name.
         notifications_queue: The notifications queue's name.
         outbox_database_url: The producer's outbox (SQLAlchemy async URL, read only); unset:
@@ -88,12 +79,12 @@ class ConsoleSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
-        return parse_console_api_keys(_split_list(value))
+        return parse_console_api_keys(split_list(value))
 
     @field_validator("trace_files", mode="before")
     @classmethod
     def _parse_trace_files(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @field_validator("appinsights_trace_url")
     @classmethod

@@ -4,7 +4,6 @@ Durations are ``timedelta`` and accept seconds (``"30"``, ``"0.5"``) or ISO 8601
 (``"PT30S"``, ``"P7D"``) in the environment.
 """
 
-import json
 import os
 import socket
 import uuid
@@ -15,6 +14,7 @@ from pydantic import AnyHttpUrl, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from common.durations import Duration
+from common.env_lists import split_list
 from common.servicebus import ServiceBusConnection
 from common.telemetry import TelemetrySettings
 from contracts.servicebus import STANDARD_TIER_MAX_MESSAGE_SIZE
@@ -25,16 +25,6 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///producer-outbox.db"
 
 def _default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-
-
-def _split_list(value: Any) -> Any:
-    """Accept a JSON list or a comma-separated string from the environment."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
@@ -152,12 +142,12 @@ class ProducerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: Any) -> Any:
-        return parse_api_keys(_split_list(value))
+        return parse_api_keys(split_list(value))
 
     @field_validator("entra_audiences", mode="before")
     @classmethod
     def _parse_audiences(cls, value: Any) -> Any:
-        return _split_list(value)
+        return split_list(value)
 
     @property
     def entra_enabled(self) -> bool:

@@ -13,7 +13,6 @@ receiver closes once its last message is settled.
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -22,11 +21,11 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
-from consumer.retry import exponential_backoff
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
 from consumer.runtime.config import SLOTS_PER_RECEIVER, QueueConfig, receivers_for
 from consumer.runtime.credit import split_capacity
 from consumer.runtime.entities import QueueEntity, describe_missing
+from consumer.runtime.inflight import InFlight
 from consumer.runtime.pipeline import MessagePipeline
 from consumer.runtime.routing import Router
 from consumer.runtime.stats import QueueStats
@@ -59,7 +58,7 @@ class ReceiverLane:
     slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-class QueueProcessor:
+class QueueProcessor(InFlight):
     """Receives from one queue or subscription and processes messages concurrently.
 
     Args:
@@ -207,13 +206,6 @@ class QueueProcessor:
             return fresh
         return None
 
-    async def _back_off(self, lane: ReceiverLane, stop: asyncio.Event, what: str) -> None:
-        lane.failures += 1
-        delay = exponential_backoff(lane.failures, initial=0.5, maximum=30.0, jitter=0.5)
-        logger.warning("%s; retrying in %.1f s", what, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-
     def _retire(self, channel: ReceiverChannel) -> None:
         if self._in_flight_of(channel):
             self._retired.append(channel)  # closed when its last message is settled
@@ -274,25 +266,10 @@ class QueueProcessor:
 
     # -- shutdown ----------------------------------------------------------------------
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
-
-    async def wait_idle(self) -> None:
-        """Return when no message is in flight."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    def cancel_handlers(self) -> int:
-        """Cancel running handlers and end retry holds (their messages are then
-        abandoned); returns how many handlers."""
-        self._pipeline.hold.release_all()
-        return self._pipeline.deadline.cancel_all()
-
     async def close(self) -> None:
         """Close receivers and the sender, all at once.
 
-        Each SDK close takes a round trip or more (0.5-1 s measured on a busy machine),
+        Each SDK close takes a round trip or more (docs/benchmarks/findings.md §14.14),
         so one after the other they outlast any grace period at 16 receivers a queue.
         Cancel this to give up on the ones still closing.
         """

@@ -23,7 +23,6 @@ nothing of the session is locked in the client ahead of its turn.
 """
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,10 +31,10 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.exceptions import MessagingEntityNotFoundError, OperationTimeoutError
 
-from consumer.retry import exponential_backoff
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
 from consumer.runtime.config import QueueConfig
 from consumer.runtime.entities import QueueEntity, describe_missing
+from consumer.runtime.inflight import InFlight
 from consumer.runtime.pipeline import MessagePipeline
 from consumer.runtime.routing import Router
 from consumer.runtime.stats import QueueStats
@@ -101,7 +100,7 @@ class SessionLockRenewal:
         await asyncio.gather(self._task, return_exceptions=True)
 
 
-class SessionProcessor:
+class SessionProcessor(InFlight):
     """Receives from one session-enabled queue or subscription, in order per session.
 
     The same face as :class:`~consumer.runtime.processor.QueueProcessor` for the worker
@@ -142,10 +141,6 @@ class SessionProcessor:
     @property
     def receiving(self) -> bool:
         return not self._receiving_stopped
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._tasks)
 
     async def receive_until(self, stop: asyncio.Event) -> None:
         """Accept sessions and process them until ``stop`` is set; each lane finishes the
@@ -266,24 +261,6 @@ class SessionProcessor:
         task = asyncio.current_task()
         assert task is not None
         await self._pipeline(message, channel, task)
-
-    async def _back_off(self, lane: SessionLane, stop: asyncio.Event, what: str) -> None:
-        lane.failures += 1
-        delay = exponential_backoff(lane.failures, initial=0.5, maximum=30.0, jitter=0.5)
-        logger.warning("%s; retrying in %.1f s", what, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-
-    async def wait_idle(self) -> None:
-        """Return when no message is in flight."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
-
-    def cancel_handlers(self) -> int:
-        """Cancel running handlers and end retry holds (their messages are then
-        abandoned); returns how many handlers."""
-        self._pipeline.hold.release_all()
-        return self._pipeline.deadline.cancel_all()
 
     async def close(self) -> None:
         """Close the session receivers (releasing their sessions) and the sender."""

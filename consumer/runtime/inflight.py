@@ -1,0 +1,53 @@
+"""What the queue and session processors share: their in-flight message tasks, the
+shutdown calls on them, and the reconnect back-off of a failing receiver."""
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from consumer.retry import exponential_backoff
+from consumer.runtime.pipeline import MessagePipeline
+
+logger = logging.getLogger("consumer.runtime.processor")
+
+
+class FailingLane(Protocol):
+    """A receiver slot that counts its failures in a row."""
+
+    failures: int
+
+
+class InFlight:
+    """Message tasks of one processor and the pipeline they run in.
+
+    Subclasses set ``_tasks`` and ``_pipeline`` in their ``__init__``.
+    """
+
+    _tasks: set["asyncio.Task[None]"]
+    _pipeline: MessagePipeline
+
+    @property
+    def busy(self) -> bool:
+        """True while a message is in flight."""
+        return bool(self._tasks)
+
+    async def wait_idle(self) -> None:
+        """Return when no message is in flight."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    def cancel_handlers(self) -> int:
+        """Cancel running handlers and end retry holds (their messages are then
+        abandoned); returns how many handlers."""
+        self._pipeline.hold.release_all()
+        return self._pipeline.deadline.cancel_all()
+
+    async def _back_off(self, lane: FailingLane, stop: asyncio.Event, what: str) -> None:
+        """Wait before the lane's next attempt (exponential, 0.5 s to 30 s, jittered),
+        or until ``stop``."""
+        lane.failures += 1
+        delay = exponential_backoff(lane.failures, initial=0.5, maximum=30.0, jitter=0.5)
+        logger.warning("%s; retrying in %.1f s", what, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
