@@ -4,7 +4,9 @@
 // namespace with the `audit` and `notifications` queues (and the topics, subscriptions and
 // rules given in serviceBusTopics, none by default), a container registry, the
 // user-assigned identities and their entity-scoped role assignments, a Container Apps
-// environment and the producer and consumer apps. PostgreSQL is optional.
+// environment and the producer, consumer and console apps. PostgreSQL is optional. The
+// console always sits behind Container Apps authentication: until its Entra app
+// registration is given (consoleAuthClientId) it refuses every request.
 //
 // Security properties this template keeps (tests/infra asserts each of them):
 // * no shared keys anywhere: Service Bus local (SAS) auth is off, ACR admin user is off,
@@ -66,11 +68,17 @@ param producerImage string = ''
 @description('Full image reference for the consumer; same rules as producerImage.')
 param consumerImage string = ''
 
+@description('Full image reference for the console; same rules as producerImage.')
+param consoleImage string = ''
+
 @description('Set by azd (SERVICE_PRODUCER_RESOURCE_EXISTS): the producer app already exists, so keep its current image on re-provisioning.')
 param producerExists bool = false
 
 @description('Set by azd (SERVICE_CONSUMER_RESOURCE_EXISTS): as producerExists, for the consumer.')
 param consumerExists bool = false
+
+@description('Set by azd (SERVICE_CONSOLE_RESOURCE_EXISTS): as producerExists, for the console.')
+param consoleExists bool = false
 
 @minValue(1)
 @description('Producer minimum replicas; at least 1 so the HTTP API never cold-starts and its outbox relay keeps running.')
@@ -110,6 +118,27 @@ param postgresAdminPrincipalName string = ''
 ])
 @description('Kind of the PostgreSQL administrator principal.')
 param postgresAdminPrincipalType string = 'User'
+
+@description('Deploy the operations console (docs/deploy.md), internal ingress and Entra sign-in in front of every request.')
+param deployConsole bool = true
+
+@description('Application (client) id of the Microsoft Entra app registration operators sign in to the console with (app role Console.Operator for replay and purge). Empty: the console is deployed but refuses every request (401) until it is set.')
+param consoleAuthClientId string = ''
+
+@description('Directory (tenant) id of that app registration; empty: this deployment\'s tenant.')
+param consoleAuthTenantId string = ''
+
+@secure()
+@description('Client secret of that app registration; empty: Container Apps authentication signs in with the implicit flow (enable ID tokens on the registration).')
+param consoleAuthClientSecret string = ''
+
+@secure()
+@description('Signs the console\'s session cookie; by default a new random value per deployment (operators sign in again after a deployment).')
+// checkov:skip=CKV_AZURE_131: newGuid() is no hardcoded value: ARM generates a new random GUID for each deployment, and a parameter default is the only place Bicep can generate one.
+param consoleSessionSecret string = newGuid()
+
+@description('Expose the console outside the Container Apps environment (still behind Entra sign-in). Default false: internal ingress only.')
+param consoleExternalIngress bool = false
 
 @description('Service Bus topics, with their subscriptions, rules and entity-scoped role grants; default none. Shape: modules/servicebus.bicep `topics` (types in modules/servicebus-topic.bicep, servicebus-subscription.bicep and servicebus-rule.bicep); example in docs/deploy.md. A topic\'s senders get Azure Service Bus Data Sender on the topic, a subscription\'s receivers Data Receiver on the subscription; each is \'producer\', \'consumer\' or the object id of another service principal.')
 param serviceBusTopics array = []
@@ -175,13 +204,16 @@ var names = {
   environment: 'cae-${resourceToken}'
   producerApp: 'ca-producer-${resourceToken}'
   consumerApp: 'ca-consumer-${resourceToken}'
+  consoleApp: 'ca-console-${resourceToken}'
   producerIdentity: 'id-producer-${resourceToken}'
   consumerIdentity: 'id-consumer-${resourceToken}'
+  consoleIdentity: 'id-console-${resourceToken}'
   scalerIdentity: 'id-scaler-${resourceToken}'
   acrPullIdentity: 'id-acrpull-${resourceToken}'
   postgres: 'psql-${resourceToken}'
 }
 var postgresDatabaseName = 'servicebus_events'
+var consoleDeployed = deployApps && deployConsole
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: names.resourceGroup
@@ -223,6 +255,7 @@ module identities 'modules/identities.bicep' = {
     tags: allTags
     producerName: names.producerIdentity
     consumerName: names.consumerIdentity
+    consoleName: names.consoleIdentity
     scalerName: names.scalerIdentity
     acrPullName: names.acrPullIdentity
   }
@@ -266,6 +299,22 @@ module consumerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueNam
     namespaceName: serviceBus.outputs.name
     queueName: queueName
     principalId: identities.outputs.consumerPrincipalId
+    roleDefinitionIds: [
+      roles.serviceBusDataReceiver
+      roles.serviceBusDataSender
+    ]
+  }
+}]
+
+// Console: peeks the queues and their dead-letter queues and receives dead letters to
+// replay or purge them (Data Receiver); replay re-sends them to the queue (Data Sender).
+module consoleQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName in queueNames: {
+  name: 'rbac-console-${queueName}'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    queueName: queueName
+    principalId: identities.outputs.consolePrincipalId
     roleDefinitionIds: [
       roles.serviceBusDataReceiver
       roles.serviceBusDataSender
@@ -358,6 +407,15 @@ module consumerCurrentImage 'modules/fetch-container-image.bicep' = {
   }
 }
 
+module consoleCurrentImage 'modules/fetch-container-image.bicep' = {
+  name: 'console-current-image'
+  scope: rg
+  params: {
+    exists: consoleExists
+    name: names.consoleApp
+  }
+}
+
 module producer 'modules/producer-app.bicep' = if (deployApps) {
   name: 'producer-app'
   scope: rg
@@ -420,6 +478,37 @@ module consumer 'modules/consumer-app.bicep' = if (deployApps) {
   }
 }
 
+module console 'modules/console-app.bicep' = if (consoleDeployed) {
+  name: 'console-app'
+  scope: rg
+  dependsOn: [
+    consoleQueueRoles
+    registry
+  ]
+  params: {
+    location: location
+    tags: allTags
+    name: names.consoleApp
+    environmentId: environment.outputs.id
+    image: !empty(consoleImage) ? consoleImage : consoleCurrentImage.outputs.image
+    registryLoginServer: registry.outputs.loginServer
+    identityId: identities.outputs.consoleId
+    identityClientId: identities.outputs.consoleClientId
+    acrPullIdentityId: identities.outputs.acrPullId
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    auditQueueName: auditQueueName
+    notificationsQueueName: notificationsQueueName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    deploymentEnvironment: 'production'
+    databaseUrl: deployPostgres ? 'postgresql+asyncpg://${names.consoleIdentity}@${postgres.outputs.fullyQualifiedDomainName}:5432/${postgresDatabaseName}?ssl=require' : ''
+    authClientId: consoleAuthClientId
+    authTenantId: empty(consoleAuthTenantId) ? tenant().tenantId : consoleAuthTenantId
+    authClientSecret: consoleAuthClientSecret
+    sessionSecret: consoleSessionSecret
+    externalIngress: consoleExternalIngress
+  }
+}
+
 // Outputs azd stores in .azure/<env>/.env (and the pipeline reads back).
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
@@ -433,4 +522,5 @@ output PRODUCER_FQDN string = deployApps ? producer.outputs.fqdn : ''
 output PRODUCER_URL string = deployApps ? 'https://${producer.outputs.fqdn}' : ''
 // camelCase copy for scripts: ARM rewrites the case of UPPER_CASE output names.
 output producerFqdn string = deployApps ? producer.outputs.fqdn : ''
+output CONSOLE_URL string = consoleDeployed ? 'https://${console.outputs.fqdn}' : ''
 output POSTGRES_FQDN string = deployPostgres ? postgres.outputs.fullyQualifiedDomainName : ''

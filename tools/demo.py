@@ -25,8 +25,10 @@ import asyncio
 import hashlib
 import json
 import secrets
+import signal
 import sqlite3
 import statistics
+import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -370,6 +372,21 @@ def summary(
     return table, figures
 
 
+def wait_for_stop_signal() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM; the previous handlers are restored after."""
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        while not stop.wait(1):
+            pass
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 @app.command()
 def main(
     requests: Annotated[int, typer.Option(min=1, help="HTTP requests to send.")] = 1200,
@@ -382,6 +399,13 @@ def main(
         Path | None,
         typer.Option(help="Also write the summary's figures to this JSON file."),
     ] = None,
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            help="After the summary, keep everything up (to use the console) until Ctrl-C "
+            "or SIGTERM."
+        ),
+    ] = False,
 ) -> None:
     """Run emulator, consumer and producer; drive them; print what happened."""
     if summary_json is not None and not summary_json.parent.is_dir():
@@ -451,6 +475,12 @@ def main(
         for event_id in unexpected_dead[:10]:
             console.print(f"[red]dead-lettered though valid[/] {event_id}: {dead[event_id]}")
         ok = not missing and not wrong_reason and not unexpected_dead and not outcome.unexpected
+        if keep_running:
+            console.print(
+                f"still running: operations console {system.console_url} "
+                f"(API key {system.console_key}); Ctrl-C stops everything"
+            )
+            wait_for_stop_signal()
     finally:
         with console.status("stopping"):
             codes = {p.name: p.stop() for p in reversed(processes)}

@@ -44,10 +44,11 @@ REGENERATE = "python -m tools.settings_reference"
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("Producer", "producer.settings:ProducerSettings"),
     ("Consumer", "consumer.settings:ConsumerSettings"),
+    ("Console", "console.settings:ConsoleSettings"),
 )
 """Title and ``module:Class`` of each process's settings, in the order they are shown."""
 
-PACKAGES = ("producer", "consumer", "common", "contracts", "emulator", "tools")
+PACKAGES = ("producer", "consumer", "console", "common", "contracts", "emulator", "tools")
 """Where :func:`settings_classes` looks for other ``BaseSettings`` subclasses."""
 
 OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (

@@ -372,6 +372,37 @@ class RoleAssignmentHasResourceScope(_Check):
         return isinstance(conf.get("scope"), str) and bool(conf["scope"])
 
 
+# Answers Container Apps authentication may give a request without a sign-in.
+REFUSING_ACTIONS = {"RedirectToLoginPage", "Return401", "Return403"}
+
+
+class ContainerAppAuthRequiresSignIn(_Check):
+    def __init__(self) -> None:
+        super().__init__(
+            "Container Apps authentication is enabled and refuses requests without a sign-in",
+            "CKV_SBEV_17",
+            ("Microsoft.App/containerApps/authConfigs",),
+        )
+
+    def ok(self, conf: dict[str, Any]) -> bool:
+        if dig(conf, "properties", "platform", "enabled") is not True:
+            return False
+        validation = dig(conf, "properties", "globalValidation")
+        # `cond ? {...} : {...}`: every branch must refuse.
+        operands = dig(validation, "operator", "operands")
+        branches = (
+            [operands.get("true_value"), operands.get("false_value")]
+            if isinstance(operands, dict)
+            else [validation]
+        )
+        return all(
+            isinstance(b, dict)
+            and b.get("unauthenticatedClientAction") in REFUSING_ACTIONS
+            and not b.get("excludedPaths")
+            for b in branches
+        )
+
+
 checks = [
     ServiceBusLocalAuthDisabled(),
     ServiceBusMinimumTls12(),
@@ -389,4 +420,5 @@ checks = [
     SubscriptionDeadLetters(),
     RuleNamesItsFilterType(),
     RoleAssignmentHasResourceScope(),
+    ContainerAppAuthRequiresSignIn(),
 ]

@@ -1,4 +1,4 @@
-"""Every PRODUCER_* / CONSUMER_* variable the deployment sets is one the apps read.
+"""Every PRODUCER_* / CONSUMER_* / CONSOLE_* variable the deployment sets is one the apps read.
 
 pydantic-settings ignores unknown variables (``extra="ignore"``), so a misspelt or renamed
 variable in Bicep or a Dockerfile would silently fall back to a default in Azure.
@@ -11,12 +11,13 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from common.settings_groups import settings_groups
+from console.settings import ConsoleSettings
 from consumer.settings import ConsumerSettings
 from producer.settings import ProducerSettings
 from tools.settings_reference import variables
 
 ROOT = Path(__file__).resolve().parents[2]
-_NAME = r"((?:PRODUCER|CONSUMER)_[A-Z0-9_]+)"
+_NAME = r"((?:PRODUCER|CONSUMER|CONSOLE)_[A-Z0-9_]+)"
 # Where a file *sets* a variable: Bicep env entries, Dockerfile ENV, pipeline env keys.
 SETTERS: list[tuple[list[Path], re.Pattern[str]]] = [
     (sorted((ROOT / "infra").rglob("*.bicep")), re.compile(rf"name:\s*'{_NAME}'")),
@@ -26,6 +27,7 @@ SETTERS: list[tuple[list[Path], re.Pattern[str]]] = [
 SETTINGS: dict[str, type[BaseSettings]] = {
     "PRODUCER_": ProducerSettings,
     "CONSUMER_": ConsumerSettings,
+    "CONSOLE_": ConsoleSettings,
 }
 
 
@@ -42,6 +44,17 @@ def test_the_deployment_sets_variables() -> None:
     names = {name for _, name in deployment_variables()}
     assert {"PRODUCER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE", "PRODUCER_HOST"} <= names
     assert {"CONSUMER_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE", "CONSUMER_AUDIT_STORE_URL"} <= names
+    assert {
+        "CONSOLE_SERVICEBUS_FULLY_QUALIFIED_NAMESPACE",
+        "CONSOLE_AUTH",
+        "CONSOLE_SECURE_COOKIES",
+        "CONSOLE_SESSION_SECRET",
+        "CONSOLE_OUTBOX_DATABASE_URL",
+        "CONSOLE_AUDIT_STORE_URL",
+        "CONSOLE_APPINSIGHTS_TRACE_URL",
+        "CONSOLE_ENVIRONMENT",
+        "CONSOLE_HOST",
+    } <= names
 
 
 @pytest.mark.parametrize(("path", "name"), sorted(deployment_variables()))

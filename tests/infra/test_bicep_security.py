@@ -15,6 +15,8 @@ QUEUE_ROLES = "infra/modules/servicebus-queue-roles.bicep"
 REGISTRY = "infra/modules/registry.bicep"
 PRODUCER = "infra/modules/producer-app.bicep"
 CONSUMER = "infra/modules/consumer-app.bicep"
+CONSOLE = "infra/modules/console-app.bicep"
+APPS = (PRODUCER, CONSUMER, CONSOLE)
 ENVIRONMENT = "infra/modules/container-apps-environment.bicep"
 MONITORING = "infra/modules/monitoring.bicep"
 POSTGRES = "infra/modules/postgres.bicep"
@@ -142,7 +144,14 @@ def test_service_bus_is_standard_unless_premium_is_asked_for(
 
 
 def test_no_other_service_bus_auth_in_app_settings(templates: dict[str, Template]) -> None:
-    for path, prefix in ((PRODUCER, "PRODUCER_"), (CONSUMER, "CONSUMER_")):
+    # Besides telemetry, only the console holds secrets: its session key and, optionally,
+    # its Entra client secret (Container Apps authentication reads that one).
+    extra_secrets = {
+        PRODUCER: set(),
+        CONSUMER: set(),
+        CONSOLE: {"console-session-secret", "microsoft-provider-authentication-secret"},
+    }
+    for path, prefix in ((PRODUCER, "PRODUCER_"), (CONSUMER, "CONSUMER_"), (CONSOLE, "CONSOLE_")):
         env = _container_env(templates[path])
         assert not [name for name in env if "CONNECTION_STRING" in name and "SERVICEBUS" in name]
         assert env[f"{prefix}SERVICEBUS_FULLY_QUALIFIED_NAMESPACE"] == (
@@ -152,9 +161,29 @@ def test_no_other_service_bus_auth_in_app_settings(templates: dict[str, Template
         assert env[f"{prefix}AUDIT_QUEUE"] == "auditQueueName"
         assert env[f"{prefix}NOTIFICATIONS_QUEUE"] == "notificationsQueueName"
         assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "appinsights-connection-string"
-        app = _only(templates[path], "Microsoft.App/containerApps")
-        secrets = {s["name"] for s in app["properties"]["configuration"]["secrets"]}
-        assert secrets == {"appinsights-connection-string"}, path
+        assert _secret_names(templates[path]) == {
+            "appinsights-connection-string",
+            *extra_secrets[path],
+        }, path
+
+
+def _secret_names(template: Template) -> set[str]:
+    """Names of the app's secrets (a literal list, or concat() of list variables)."""
+    secrets = _only(template, "Microsoft.App/containerApps")["properties"]["configuration"][
+        "secrets"
+    ]
+    if isinstance(secrets, list):
+        return {s["name"] for s in secrets}
+    assert function_name(secrets) == "concat"
+    names: set[str] = set()
+    for argument in secrets["function"]["parameters"].values():
+        value = template.variable(ref(argument) or "")
+        if isinstance(dig(value, "operator", "type"), str):  # empty(x) ? [] : [...]
+            value = dig(value, "operator", "operands", "false_value")
+        for secret in value:  # a name may be a variable (the platform's fixed name)
+            name = secret["name"]
+            names.add(template.variable(name) if name in template.section("variables") else name)
+    return names
 
 
 # --- roles ------------------------------------------------------------------------------
@@ -233,6 +262,8 @@ def test_least_privilege_queue_roles(main_template: Template) -> None:
         "identities.outputs.consumerPrincipalId": {RECEIVER, SENDER},
         # KEDA azure-servicebus scaler: reading the message count needs Manage.
         "identities.outputs.scalerPrincipalId": {OWNER},
+        # Peeks and receives dead letters (Receiver); replay re-sends them (Sender).
+        "identities.outputs.consolePrincipalId": {RECEIVER, SENDER},
     }
 
 
@@ -257,6 +288,7 @@ def test_scaler_and_pull_identities_are_hidden_from_app_code(
     expected = {
         PRODUCER: {"identityId": "Main", "acrPullIdentityId": "None"},
         CONSUMER: {"identityId": "Main", "scalerIdentityId": "None", "acrPullIdentityId": "None"},
+        CONSOLE: {"identityId": "Main", "acrPullIdentityId": "None"},
     }
     for path, lifecycles in expected.items():
         app = _only(templates[path], "Microsoft.App/containerApps")
@@ -270,13 +302,17 @@ def test_scaler_and_pull_identities_are_hidden_from_app_code(
 def test_main_wires_each_identity_to_its_app(main_template: Template) -> None:
     producer = body(main_template.modules()["producer"])["params"]
     consumer = body(main_template.modules()["consumer"])["params"]
+    console = body(main_template.modules()["console"])["params"]
+    assert ref(console["identityId"]) == "identities.outputs.consoleId"
+    assert ref(console["identityClientId"]) == "identities.outputs.consoleClientId"
+    assert "scalerIdentityId" not in console
     assert ref(producer["identityId"]) == "identities.outputs.producerId"
     assert ref(producer["identityClientId"]) == "identities.outputs.producerClientId"
     assert "scalerIdentityId" not in producer
     assert ref(consumer["identityId"]) == "identities.outputs.consumerId"
     assert ref(consumer["identityClientId"]) == "identities.outputs.consumerClientId"
     assert ref(consumer["scalerIdentityId"]) == "identities.outputs.scalerId"
-    for params in (producer, consumer):
+    for params in (producer, consumer, console):
         assert ref(params["acrPullIdentityId"]) == "identities.outputs.acrPullId"
 
 
@@ -328,6 +364,63 @@ def test_consumer_has_no_ingress_and_probes_its_health_port(
     assert main_template.param("consumerMinReplicas")["default"] == 0
 
 
+def test_console_has_internal_ingress_by_default_and_one_replica(
+    templates: dict[str, Template], main_template: Template
+) -> None:
+    template = templates[CONSOLE]
+    app = _only(template, "Microsoft.App/containerApps")
+    ingress = app["properties"]["configuration"]["ingress"]
+    assert ingress["external"] == "externalIngress"
+    assert template.param("externalIngress")["default"] is False
+    assert main_template.param("consoleExternalIngress")["default"] is False
+    params = body(main_template.modules()["console"])["params"]
+    assert params["externalIngress"] == "consoleExternalIngress"
+    assert ingress["allowInsecure"] is False
+    assert ingress["targetPort"] == "port"
+    assert template.param("port")["default"] == 8090
+    probes = _probes(app)
+    assert probes["Liveness"] == probes["Readiness"] == {"path": "/healthz", "port": "port"}
+    scale = app["properties"]["template"]["scale"]
+    assert scale == {"minReplicas": 1, "maxReplicas": 1}, "charts are sampled per replica"
+
+
+def test_console_requires_entra_sign_in_and_fails_closed(
+    templates: dict[str, Template], main_template: Template
+) -> None:
+    template = templates[CONSOLE]
+    (auth,) = template.resources("Microsoft.App/containerApps/authConfigs").values()
+    assert body(auth)["parent"] == "app"
+    properties = body(auth)["properties"]
+    assert properties["platform"] == {"enabled": True}
+    assert properties["httpSettings"]["requireHttps"] is True
+    # With an app registration: redirect to Entra; without one: 401 for every request.
+    validation = properties["globalValidation"]["operator"]["operands"]
+    assert validation["condition"] == "signInConfigured"
+    assert validation["true_value"]["unauthenticatedClientAction"] == "RedirectToLoginPage"
+    assert validation["true_value"]["redirectToProvider"] == "azureactivedirectory"
+    assert validation["false_value"] == {"unauthenticatedClientAction": "Return401"}
+    assert "excludedPaths" not in validation["true_value"]
+    provider = template.variable("entraProvider")["azureActiveDirectory"]
+    assert provider["enabled"] is True
+    assert provider["registration"]["clientId"] == "authClientId"
+    # The app trusts the platform's principal headers only in this mode.
+    env = _container_env(template)
+    assert env["CONSOLE_AUTH"] == "easyauth"
+    assert env["CONSOLE_SECURE_COOKIES"] == "true"
+    assert env["CONSOLE_SESSION_SECRET"] == "console-session-secret"
+    # Secrets arrive as @secure() parameters, never as literals in the repository.
+    for owner, name in (
+        (template, "authClientSecret"),
+        (template, "sessionSecret"),
+        (main_template, "consoleAuthClientSecret"),
+        (main_template, "consoleSessionSecret"),
+    ):
+        decorators = owner.param(name).get("decorators") or []
+        assert {"type": "secure"} in decorators, name
+    assert function_name(main_template.param("consoleSessionSecret")["default"]) == "new_guid"
+    assert condition(main_template.modules()["console"]) == "consoleDeployed"
+
+
 def test_consumer_scales_per_queue_with_a_managed_identity(templates: dict[str, Template]) -> None:
     app = _only(templates[CONSUMER], "Microsoft.App/containerApps")
     rules = app["properties"]["template"]["scale"]["rules"]
@@ -353,7 +446,7 @@ PROBE_LIMITS = {
 }
 
 
-@pytest.mark.parametrize("path", [PRODUCER, CONSUMER])
+@pytest.mark.parametrize("path", APPS)
 def test_probe_settings_are_within_container_apps_limits(
     templates: dict[str, Template], path: str
 ) -> None:
@@ -367,7 +460,7 @@ def test_probe_settings_are_within_container_apps_limits(
 
 
 def test_apps_pull_images_with_the_pull_identity(templates: dict[str, Template]) -> None:
-    for path in (PRODUCER, CONSUMER):
+    for path in APPS:
         app = _only(templates[path], "Microsoft.App/containerApps")
         registries = app["properties"]["configuration"]["registries"]
         assert registries == [{"server": "registryLoginServer", "identity": "acrPullIdentityId"}]

@@ -16,7 +16,11 @@ COMPONENTS = {
     # component: (port env var, default port, app module)
     "producer": ("PRODUCER_PORT", 8000, "infra/modules/producer-app.bicep"),
     "consumer": ("CONSUMER_HEALTH_PORT", 8081, "infra/modules/consumer-app.bicep"),
+    "console": ("CONSOLE_PORT", 8090, "infra/modules/console-app.bicep"),
 }
+# Application packages an image may copy besides its own: the console reads the producer's
+# outbox and runs the consumer's DLQ code.
+USES = {"producer": set(), "consumer": set(), "console": {"producer", "consumer"}}
 BASE_IMAGE = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
 
 
@@ -75,6 +79,7 @@ def test_main_outputs_what_azd_and_the_pipeline_read(main_template: Template) ->
         "SERVICEBUS_FULLY_QUALIFIED_NAMESPACE",
         "PRODUCER_URL",
         "producerFqdn",
+        "CONSOLE_URL",
     ):
         assert name in outputs, name
 
@@ -136,9 +141,10 @@ def test_image_installs_exactly_the_lock_for_its_component(component: str) -> No
     text = (REPO_ROOT / "docker" / f"{component}.Dockerfile").read_text()
     assert re.findall(r"[\w.-]+==[\w.]+", text) == [f"uv=={_makefile_uv_version()}"]
     copied = {args[0] for args in copies}
-    other = ({"producer", "consumer"} - {component}).pop()
+    others = set(COMPONENTS) - {component} - USES[component]
     assert component in copied
-    assert not {other, "emulator", "tests", "tools", "."} & copied
+    assert USES[component] <= copied
+    assert not {*others, "emulator", "tests", "tools", "."} & copied
     runtime = instructions[len(build) :]
     assert [a for k, a in runtime if k == "COPY"] == ["--from=build /opt/venv /opt/venv"]
     assert not [a for k, a in runtime if k == "RUN" and ("pip" in a or "uv" in a.split())]
@@ -179,6 +185,7 @@ def test_dockerignore_allows_only_what_the_images_need() -> None:
         "common",
         "producer",
         "consumer",
+        "console",
     } <= allowed
     assert not {"emulator", "tests", "tools", ".venv", ".venv-infra", "infra", ".git"} & allowed
 
