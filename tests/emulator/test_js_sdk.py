@@ -2,14 +2,17 @@
 
 ``tests/emulator_js/scenarios.mjs`` drives ``@azure/service-bus`` (on the rhea AMQP library)
 against an emulator started here, so that the emulator follows the protocol rather than the
-habits of the Python SDK. Needs Node.js (skipped, saying so, where it is absent); runs
-``npm ci`` in ``tests/emulator_js`` first if ``node_modules`` is missing.
+habits of the Python SDK. ``tests/emulator_js/topics.mjs`` does the same for topics, rules
+and ``ServiceBusAdministrationClient`` (HTTPS on the AMQP port, trusting the emulator's
+certificate through ``NODE_EXTRA_CA_CERTS``). Needs Node.js (skipped, saying so, where it
+is absent); runs ``npm ci`` in ``tests/emulator_js`` first if ``node_modules`` is missing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -17,7 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from emulator.testing import combine_configs, queue_config, run_emulator
+from emulator.testing import (
+    combine_configs,
+    correlation_rule,
+    queue_config,
+    run_emulator,
+    sql_rule,
+    subscription_config,
+    topic_config,
+)
 
 JS_DIR = Path(__file__).resolve().parents[1] / "emulator_js"
 SCENARIOS = [
@@ -42,6 +53,24 @@ CONFIG = combine_configs(
     queue_config("js-sessions", RequiresSession=True),
     queue_config("js-short", LockDuration="PT1S"),
     queue_config("js-ttl", DeadLetteringOnMessageExpiration=True),
+)
+TOPIC_SCENARIOS = [
+    "fan_out_to_every_subscription",
+    "sql_filter_selects_matching_messages",
+    "correlation_filter_selects_matching_messages",
+    "administration_client",
+]
+TOPIC_CONFIG = combine_configs(
+    topic_config("js-fanout", "a", "b", "c"),
+    topic_config(
+        "js-filtered",
+        "all",
+        subscription_config("high", sql_rule("high", "priority > 5 AND color = 'red'")),
+        subscription_config(
+            "email",
+            correlation_rule("email", Label="notification", Properties={"channel": "email"}),
+        ),
+    ),
 )
 
 
@@ -75,13 +104,16 @@ def _install_sdk() -> None:
         assert result.returncode == 0, f"npm ci failed:\n{result.stdout}\n{result.stderr}"
 
 
-def test_javascript_sdk_scenarios() -> None:
+def _run_scenarios(script: str, config: dict[str, object], expected: list[str]) -> None:
+    """Run ``script`` under Node against an emulator with ``config``; every scenario passes."""
     node = _node()
     _install_sdk()
-    with run_emulator(CONFIG) as emulator:
+    with run_emulator(config) as emulator:
+        env = {**os.environ, "NODE_EXTRA_CA_CERTS": emulator.ca_file}
         result = subprocess.run(
-            [node, "scenarios.mjs", emulator.connection_string],
+            [node, script, emulator.connection_string],
             cwd=JS_DIR,
+            env=env,
             capture_output=True,
             text=True,
             timeout=180,
@@ -91,6 +123,14 @@ def test_javascript_sdk_scenarios() -> None:
     lines = result.stdout.strip().splitlines()
     assert lines, f"no output; stderr:\n{result.stderr[-4000:]}"
     outcomes = json.loads(lines[-1])["scenarios"]
-    assert sorted(outcomes) == sorted(SCENARIOS)
+    assert sorted(outcomes) == sorted(expected)
     failed = {name: outcome["error"] for name, outcome in outcomes.items() if not outcome["ok"]}
     assert failed == {}, "\n".join(f"{name}: {error}" for name, error in failed.items())
+
+
+def test_javascript_sdk_scenarios() -> None:
+    _run_scenarios("scenarios.mjs", CONFIG, SCENARIOS)
+
+
+def test_javascript_sdk_topics_rules_and_administration() -> None:
+    _run_scenarios("topics.mjs", TOPIC_CONFIG, TOPIC_SCENARIOS)
