@@ -26,7 +26,6 @@ import hashlib
 import json
 import secrets
 import signal
-import sqlite3
 import statistics
 import threading
 import time
@@ -45,6 +44,7 @@ from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from console.apikeys import new_console_key
+from tools.delivery_check import by_template, check_delivery_log, delivery_log
 from tools.demo_watch import ConsumerTables, Processing, ServiceBusWatch
 from tools.http_driver import Answer, build_post, post_all
 from tools.processes import ROOT, ManagedProcess, emulator_config_path, free_port
@@ -231,46 +231,6 @@ def inject_poison(bus: ServiceBusWatch, poison: list[Poison]) -> None:
                 if p.queue == queue
             ],
         )
-
-
-def delivery_log(path: Path) -> list[dict[str, object]]:
-    """The consumer's delivery log: one entry per delivered notification."""
-    if not path.exists():
-        return []
-    with path.open(encoding="utf-8") as log:
-        return [json.loads(line) for line in log if line.strip()]
-
-
-def delivered_rows(consumer_db: Path) -> set[str]:
-    """Event ids the consumer recorded as delivered."""
-    with sqlite3.connect(consumer_db) as db:
-        rows = db.execute("SELECT event_id FROM deliveries WHERE status = 'delivered'")
-        return {event_id for (event_id,) in rows}
-
-
-def by_template(entries: list[dict[str, object]], channel: str) -> str:
-    """``"<n> (<template> <n>, ...)"`` for delivered ``channel`` notifications with a
-    template."""
-    counts = Counter(
-        str(e["template"]) for e in entries if e["channel"] == channel and e.get("template")
-    )
-    detail = ", ".join(f"{name} {n}" for name, n in sorted(counts.items()))
-    return f"{sum(counts.values())} ({detail})" if counts else "0"
-
-
-def check_delivery_log(system: System) -> str | None:
-    """``None`` when the delivery log has one line per delivered row and no other;
-    otherwise what is wrong."""
-    lines = Counter(str(entry["event_id"]) for entry in delivery_log(system.delivery_log))
-    rows = delivered_rows(system.consumer_db)
-    duplicated = sum(1 for n in lines.values() if n > 1)
-    missing, extra = len(rows - set(lines)), len(set(lines) - rows)
-    if duplicated or missing or extra:
-        return (
-            f"delivery log disagrees with the delivered rows: {missing} missing, "
-            f"{extra} not delivered, {duplicated} duplicated"
-        )
-    return None
 
 
 def _percentile(values: list[float], q: int) -> float:
@@ -487,7 +447,7 @@ def main(
         console.print("exit codes: " + ", ".join(f"{n}={c}" for n, c in codes.items()))
         ok = ok and not any(codes.values())
     # After the consumer stopped: each delivered row has its line, once.
-    log_problem = check_delivery_log(system) if ok else None
+    log_problem = check_delivery_log(system.delivery_log, system.consumer_db) if ok else None
     if log_problem:
         console.print(f"[red]{log_problem}[/] ({system.delivery_log})")
         ok = False

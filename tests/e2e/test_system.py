@@ -150,7 +150,7 @@ def test_make_run_driver_accounts_for_every_request(tmp_path: Path) -> None:
 
     summary = json.loads(summary_path.read_text())
     assert summary["ok"] is True
-    assert summary["exit_codes"] == {"producer": 0, "consumer": 0, "emulator": 0}
+    assert summary["exit_codes"] == {"producer": 0, "consumer": 0, "emulator": 0, "console": 0}
     assert summary["requests_sent"] == requests
     assert summary["rejected"] == {"422": rejected}
     assert summary["unexpected_status"] == 0
