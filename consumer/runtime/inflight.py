@@ -4,9 +4,13 @@ shutdown calls on them, and the reconnect back-off of a failing receiver."""
 import asyncio
 import contextlib
 import logging
-from typing import Protocol
+from typing import Any, Protocol
+
+from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 from consumer.retry import exponential_backoff
+from consumer.runtime.config import QueueConfig
+from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.pipeline import MessagePipeline
 
 logger = logging.getLogger("consumer.runtime.processor")
@@ -21,9 +25,13 @@ class FailingLane(Protocol):
 class InFlight:
     """Message tasks of one processor and the pipeline they run in.
 
-    Subclasses set ``_tasks`` and ``_pipeline`` in their ``__init__``.
+    Subclasses set ``config``, ``missing``, ``_client``, ``_tasks`` and ``_pipeline`` in
+    their ``__init__``.
     """
 
+    config: QueueConfig
+    missing: str | None
+    _client: Any
     _tasks: set["asyncio.Task[None]"]
     _pipeline: MessagePipeline
 
@@ -51,3 +59,16 @@ class InFlight:
         logger.warning("%s; retrying in %.1f s", what, delay)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+
+    async def _open_failed(
+        self, lane: FailingLane, stop: asyncio.Event, exc: Exception, what: str
+    ) -> None:
+        """A receiver could not be opened: when the entity does not exist, say which and
+        how to create it (``missing``, for ``/readyz``); then back off."""
+        if isinstance(exc, MessagingEntityNotFoundError):
+            self.missing = describe_missing(
+                QueueEntity(self.config.name, self.config.setting),
+                self._client.fully_qualified_namespace,
+            )
+            what = self.missing
+        await self._back_off(lane, stop, what)

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
-from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
 from consumer.runtime.config import SLOTS_PER_RECEIVER, QueueConfig, receivers_for
 from consumer.runtime.credit import split_capacity
-from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.inflight import InFlight
 from consumer.runtime.pipeline import MessagePipeline
 from consumer.runtime.routing import Router
@@ -192,13 +190,7 @@ class QueueProcessor(InFlight):
             except Exception as exc:
                 await fresh.close()
                 what = f"cannot open receiver on {self.config.name}: {exc!r}"
-                if isinstance(exc, MessagingEntityNotFoundError):
-                    self.missing = describe_missing(
-                        QueueEntity(self.config.name, self.config.setting),
-                        self._client.fully_qualified_namespace,
-                    )
-                    what = self.missing
-                await self._back_off(lane, stop, what)
+                await self._open_failed(lane, stop, exc, what)
                 continue
             self.missing = None
             lane.channel = fresh

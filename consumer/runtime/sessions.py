@@ -29,11 +29,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
-from azure.servicebus.exceptions import MessagingEntityNotFoundError, OperationTimeoutError
+from azure.servicebus.exceptions import OperationTimeoutError
 
 from consumer.runtime.channel import ReceiverChannel, SenderChannel
 from consumer.runtime.config import QueueConfig
-from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.inflight import InFlight
 from consumer.runtime.pipeline import MessagePipeline
 from consumer.runtime.routing import Router
@@ -190,13 +189,7 @@ class SessionProcessor(InFlight):
         except Exception as exc:
             await channel.close()
             what = f"cannot accept a session on {self.config.name}: {exc!r}"
-            if isinstance(exc, MessagingEntityNotFoundError):
-                self.missing = describe_missing(
-                    QueueEntity(self.config.name, self.config.setting),
-                    self._client.fully_qualified_namespace,
-                )
-                what = self.missing
-            await self._back_off(lane, stop, what)
+            await self._open_failed(lane, stop, exc, what)
             return None
         self.missing = None
         lane.failures = 0
