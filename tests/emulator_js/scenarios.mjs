@@ -8,26 +8,9 @@
 // js-sessions (RequiresSession), js-short (LockDuration PT1S), js-ttl
 // (DeadLetteringOnMessageExpiration).
 
-import { ServiceBusClient, isServiceBusError } from "@azure/service-bus";
+import { isServiceBusError } from "@azure/service-bus";
+import { Failure, check, client, equal, runScenarios } from "./harness.mjs";
 import Long from "long";
-
-const connectionString = process.argv[2];
-const only = new Set(process.argv.slice(3));
-const client = new ServiceBusClient(connectionString, {
-  retryOptions: { maxRetries: 0, timeoutInMs: 20000 },
-});
-
-class Failure extends Error {}
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
-
-function equal(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  check(a === e, `${what}: expected ${e}, got ${a}`);
-}
 
 async function receive(receiver, count, withinMs = 10000) {
   const received = [];
@@ -344,15 +327,4 @@ const scenarios = {
   },
 };
 
-const results = {};
-for (const [name, run] of Object.entries(scenarios)) {
-  if (only.size && !only.has(name)) continue;
-  try {
-    await run();
-    results[name] = { ok: true };
-  } catch (error) {
-    results[name] = { ok: false, error: `${error.name}: ${error.message}`.slice(0, 2000) };
-  }
-}
-await client.close();
-process.stdout.write(`${JSON.stringify({ scenarios: results })}\n`);
+await runScenarios(scenarios);

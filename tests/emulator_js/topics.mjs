@@ -9,25 +9,8 @@
 // high (SQL filter "priority > 5 AND color = 'red'") and email (correlation filter
 // Subject "notification", application property channel = "email").
 
-import { ServiceBusAdministrationClient, ServiceBusClient, isServiceBusError } from "@azure/service-bus";
-
-const connectionString = process.argv[2];
-const only = new Set(process.argv.slice(3));
-const client = new ServiceBusClient(connectionString, {
-  retryOptions: { maxRetries: 0, timeoutInMs: 20000 },
-});
-
-class Failure extends Error {}
-
-function check(condition, message) {
-  if (!condition) throw new Failure(message);
-}
-
-function equal(actual, expected, what) {
-  const a = JSON.stringify(actual);
-  const e = JSON.stringify(expected);
-  check(a === e, `${what}: expected ${e}, got ${a}`);
-}
+import { ServiceBusAdministrationClient, isServiceBusError } from "@azure/service-bus";
+import { Failure, check, client, connectionString, equal, runScenarios } from "./harness.mjs";
 
 // Receives exactly `count` messages from a subscription, completes them, and checks that no
 // more arrive; returns the bodies in delivery order.
@@ -151,15 +134,4 @@ const scenarios = {
   },
 };
 
-const results = {};
-for (const [name, run] of Object.entries(scenarios)) {
-  if (only.size && !only.has(name)) continue;
-  try {
-    await run();
-    results[name] = { ok: true };
-  } catch (error) {
-    results[name] = { ok: false, error: `${error.name}: ${error.message}`.slice(0, 2000) };
-  }
-}
-await client.close();
-process.stdout.write(`${JSON.stringify({ scenarios: results })}\n`);
+await runScenarios(scenarios);
