@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 from console.services import Services
 from console.sources.bus import QueuedMessage
 from console.sources.consumer_store import Processing
-from console.sources.outbox import KeyUse, OutboxEntry
 from consumer.dlq import DeadLetteredMessage
 from producer.outbox import OutboxRecord, OutboxStatus
+from producer.outbox.records import IdempotencyKeyUse
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,8 @@ class EventReport:
     """Everything known about one event id (or an Idempotency-Key's events)."""
 
     query: str
-    entry: OutboxEntry | None = None
-    key_uses: list[KeyUse] = field(default_factory=list)
+    entry: OutboxRecord | None = None
+    key_uses: list[IdempotencyKeyUse] = field(default_factory=list)
     history: list[Step] = field(default_factory=list)
     processing: Processing | None = None
     on_queue: list[tuple[str, QueuedMessage]] = field(default_factory=list)
@@ -60,7 +60,7 @@ class EventReport:
                 OutboxStatus.ACCEPTED: "in the outbox, not published yet",
                 OutboxStatus.CANCELLED: "cancelled",
                 OutboxStatus.FAILED: "failed: can never be sent",
-            }.get(self.entry.record.status, "published; the consumer has not recorded it yet")
+            }.get(self.entry.status, "published; the consumer has not recorded it yet")
         return "not found"
 
 
@@ -115,8 +115,8 @@ async def find_event(services: Services, query: str) -> EventReport:
 
 async def _follow(services: Services, report: EventReport, event_id: str) -> None:
     if report.entry is not None:
-        report.history = history(report.entry.record)
-        queues: tuple[str, ...] = (report.entry.record.queue,)
+        report.history = history(report.entry)
+        queues: tuple[str, ...] = (report.entry.queue,)
     else:
         queues = services.settings.queues
     if services.store is not None:

@@ -36,5 +36,5 @@ async def events_page(
     context = {"query": query, "report": report, "link": None, "command": None}
     if report is not None and report.entry is not None:
         context["link"] = trace_link(settings, report.entry.trace_id)
-        context["command"] = trace_command(settings, report.entry.record.id)
+        context["command"] = trace_command(settings, report.entry.id)
     return render(request, "events.html", context)

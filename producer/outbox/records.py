@@ -5,6 +5,7 @@ so that the publisher, the relay and the group commit can name them without the 
 All times are aware UTC datetimes.
 """
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -61,7 +62,11 @@ class ClaimedEvent:
 
 @dataclass(frozen=True)
 class OutboxRecord:
-    """A row as stored (see :mod:`producer.outbox.models` for the state machine)."""
+    """A row as stored (see :mod:`producer.outbox.models` for the state machine).
+
+    ``trace_context`` is the JSON W3C headers of the event's ``create <queue>`` span
+    (``None`` when it was not traced); :attr:`traceparent` and :attr:`trace_id` read it.
+    """
 
     id: str
     event_type: str
@@ -75,6 +80,25 @@ class OutboxRecord:
     attempts: int
     last_error: str | None
     lease_until: datetime | None
+    trace_context: str | None = None
+
+    @property
+    def traceparent(self) -> str | None:
+        """The W3C ``traceparent`` stored with the event, if traced and well formed JSON."""
+        if not self.trace_context:
+            return None
+        try:
+            headers = json.loads(self.trace_context)
+        except ValueError:
+            return None
+        value = headers.get("traceparent") if isinstance(headers, dict) else None
+        return value if isinstance(value, str) else None
+
+    @property
+    def trace_id(self) -> str | None:
+        """The 32-hex-digit trace id of :attr:`traceparent` (``00-<trace id>-<span>-<flags>``)."""
+        parts = (self.traceparent or "").split("-")
+        return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None
 
 
 @dataclass(frozen=True)
@@ -95,5 +119,20 @@ class IdempotencyRecord:
     """What a caller's ``Idempotency-Key`` was first used for."""
 
     fingerprint: str
+    event_ids: list[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class IdempotencyKeyUse:
+    """One caller's use of an ``Idempotency-Key`` (keys are scoped per caller).
+
+    Attributes:
+        principal: The caller (its CloudEvents ``source``).
+        event_ids: The events the request produced.
+        created_at: When the key was first used (aware UTC).
+    """
+
+    principal: str
     event_ids: list[str]
     created_at: datetime

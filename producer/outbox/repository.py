@@ -36,6 +36,7 @@ from producer.outbox.models import OutboxStatus, idempotency_keys, outbox
 from producer.outbox.records import (
     Backlog,
     ClaimedEvent,
+    IdempotencyKeyUse,
     IdempotencyRecord,
     NewEvent,
     OutboxRecord,
@@ -192,6 +193,22 @@ class OutboxRepository:
         return IdempotencyRecord(
             fingerprint=row[0], event_ids=list(json.loads(row[1])), created_at=row[2]
         )
+
+    async def idempotency_key_uses(self, key: str) -> list[IdempotencyKeyUse]:
+        """Every caller's use of ``key``, newest first (for operators: keys are per caller,
+        so one key may name several callers' requests)."""
+        statement = (
+            select(
+                idempotency_keys.c.principal,
+                idempotency_keys.c.event_ids,
+                idempotency_keys.c.created_at,
+            )
+            .where(idempotency_keys.c.key == key)
+            .order_by(idempotency_keys.c.created_at.desc())
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [IdempotencyKeyUse(row[0], list(json.loads(row[1])), row[2]) for row in rows]
 
     async def insert_idempotency_key(
         self,
@@ -380,6 +397,7 @@ class OutboxRepository:
                         outbox.c.attempts,
                         outbox.c.last_error,
                         outbox.c.lease_until,
+                        outbox.c.trace_context,
                     ).where(outbox.c.id == event_id)
                 )
             ).first()
@@ -398,6 +416,7 @@ class OutboxRepository:
             attempts=row.attempts,
             last_error=row.last_error,
             lease_until=row.lease_until,
+            trace_context=row.trace_context,
         )
 
     async def cancel_unsent(self, event_id: str, *, now: datetime) -> bool:

@@ -1,6 +1,7 @@
 """The outbox on SQLite and PostgreSQL: migrations, claims, leases, pruning, the relay."""
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -128,6 +129,47 @@ async def test_a_dead_claims_rows_are_taken_over_after_the_lease(database_url: s
         }
         backlog = await repository.backlog()
         assert backlog.count == 5
+    finally:
+        await engine.dispose()
+
+
+async def test_operators_read_an_events_trace_and_every_callers_use_of_a_key(
+    database_url: str,
+) -> None:
+    """The console's two reads, through the repository's public queries only."""
+    engine = await migrated(database_url)
+    repository = OutboxRepository(engine, lease=LEASE)
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    traced = dataclasses.replace(
+        audit_row(1), trace_context=json.dumps({"traceparent": traceparent})
+    )
+    untraced = audit_row(2)
+    await insert(repository, [traced, untraced], claim=None, at=now())
+    try:
+        async with engine.begin() as connection:
+            for principal, ids, at in (
+                ("/clients/a", [traced.id], now() - timedelta(minutes=1)),
+                ("/clients/b", [untraced.id], now()),
+            ):
+                await repository.insert_idempotency_key(
+                    connection, principal, "order-7", fingerprint="f", event_ids=ids, now=at
+                )
+
+        record = await repository.get(traced.id)
+        assert record is not None
+        assert record.traceparent == traceparent
+        assert record.trace_id == "0af7651916cd43dd8448eb211c80319c"
+        plain = await repository.get(untraced.id)
+        assert plain is not None
+        assert plain.traceparent is None
+        assert plain.trace_id is None
+
+        uses = await repository.idempotency_key_uses("order-7")
+        assert [(u.principal, u.event_ids) for u in uses] == [
+            ("/clients/b", [untraced.id]),
+            ("/clients/a", [traced.id]),
+        ]
+        assert await repository.idempotency_key_uses("unknown") == []
     finally:
         await engine.dispose()
 
