@@ -373,7 +373,7 @@ class Settings:
     accept_concurrency: tuple[int, ...] = (8, 32)
     publish_events: int = 20_000
     consume_messages: int = 5_000
-    io_seconds: float = 2.0
+    io_seconds: float = 3.0
     io_concurrency: tuple[int, ...] = (1, 8, 32, 64)
     e2e_seconds: float = 5.0
     e2e_warmup: float = 1.5

@@ -56,6 +56,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from common.messaging import context_from_properties
+from common.sdk_spans import SETTLEMENT_RECORDED
 from common.span_attributes import EVENT_TYPE, OUTCOME, SERVICEBUS, SERVICEBUS_DEAD_LETTER_REASON
 from consumer.runtime.stats import QueueStats, WorkerStats
 
@@ -113,8 +114,10 @@ class ProcessSpan:
         self._token: object = None
 
     def __enter__(self) -> Span:
-        # Into the current context, as ``use_span`` does.
-        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        # Into the current context, as ``use_span`` does, marked so that the SDK's
+        # settlement span, which this span records, is left out (common.sdk_spans).
+        context = otel_context.set_value(SETTLEMENT_RECORDED, True)
+        self._token = otel_context.attach(trace.set_span_in_context(self.span, context))
         return self.span
 
     def __exit__(

@@ -19,6 +19,8 @@ from azure.servicebus.exceptions import (
     MessageLockLostError,
     ServiceBusError,
 )
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
 
 from consumer.messages import DEAD_LETTER_PROPERTIES, copy_for_resend
 from consumer.retry import RETRY_PROPERTIES, DeadLetter, Decision, Schedule, describe, fallback
@@ -63,15 +65,26 @@ async def settled(
         await settlement
     except MessageAlreadySettled:
         logger.info("message %s was already settled", message.message_id)
-    except MessageLockLostError:
+    except MessageLockLostError as exc:
         stats.locks_lost += 1
         logger.warning("lock lost on message %s before settling", message.message_id)
+        _on_process_span(exc)
     except (ServiceBusError, ValueError, RuntimeError) as exc:
         stats.settlement_failures += 1
         logger.warning("settling message %s failed: %r", message.message_id, exc)
+        _on_process_span(exc)
     else:
         return True
     return False
+
+
+def _on_process_span(exc: BaseException) -> None:
+    """Record a failed settlement on the current (process) span: the SDK's own settlement
+    span is left out inside it (:mod:`common.sdk_spans`)."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"settlement failed: {type(exc).__name__}"))
 
 
 def copy_for_retry(

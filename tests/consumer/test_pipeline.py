@@ -38,6 +38,7 @@ from contracts import AUDIT_EVENT_TYPE, DeadLetterReason, EventEnvelope
 from contracts.servicebus import from_servicebus_message, to_servicebus_message
 from tests.conftest import AUDIT_QUEUE
 from tests.consumer.conftest import FAST, audit_envelope, dead_letters, queue_config, send
+from tests.telemetry_support import azure_sdk_tracing, in_memory_telemetry
 
 Contexts = Callable[..., Awaitable[list[MessageContext]]]
 
@@ -324,6 +325,50 @@ async def test_telemetry_labels_each_outcome(contexts: Contexts) -> None:
         ("abandon", None),
         ("lock_lost", None),
     ]
+
+
+async def test_settlement_is_recorded_on_the_process_span_not_in_a_second_span(
+    sb: ServiceBusClient, contexts: Contexts
+) -> None:
+    """Inside ``process <queue>`` the SDK's per-message settlement span is left out (the
+    process span records the disposition, and a failed settlement as an exception);
+    outside one, the SDK's settlement span is kept."""
+    collected = in_memory_telemetry()
+    with azure_sdk_tracing():
+        done, failing, plain = await contexts(
+            *(to_servicebus_message(audit_envelope()) for _ in range(3))
+        )
+        stats = QueueStats()
+        sender = SenderChannel(sb, AUDIT_QUEUE)
+        settle = Settle(AUDIT_QUEUE, 10, sender, stats)
+        telemetry = Telemetry(AUDIT_QUEUE)
+
+        async def settled(ctx: MessageContext) -> Outcome:
+            return await settle(ctx, answer(Complete()))
+
+        assert await telemetry(done, settled) == Complete()
+        await plain.channel.complete(plain.message)
+        await failing.channel.close()  # its receiver is gone: settling it must fail
+        assert await telemetry(failing, settled) == Complete()
+        await sender.close()
+
+    spans = {
+        str((s.attributes or {}).get("messaging.message.id")): s
+        for s in collected.finished(f"process {AUDIT_QUEUE}")
+    }
+    ok = spans[str(done.message.message_id)]
+    assert (ok.attributes or {})["messaging.servicebus.disposition_status"] == "complete"
+    assert ok.status.is_ok
+    bad = spans[str(failing.message.message_id)]
+    assert not bad.status.is_ok
+    assert [event.name for event in bad.events] == ["exception"]
+    assert stats.completed == 1
+    settlement_spans = collected.finished("ServiceBus.complete")
+    assert len(settlement_spans) == 1, "only the settlement outside a process span"
+    assert settlement_spans[0].parent is None or settlement_spans[0].parent.span_id not in {
+        ok.context.span_id,
+        bad.context.span_id,
+    }
 
 
 # -- the whole path --------------------------------------------------------------------------
