@@ -14,9 +14,14 @@ With tracing on, azure-servicebus opens
   as ``messaging.servicebus.disposition_status`` (and a failed settlement as an exception
   event, :func:`consumer.runtime.settlement.settled`), that was a second span per message
   whose creation and export cost the consumer about a tenth of its CPU with telemetry on
-  (docs/benchmarks/findings.md §16). The process span marks its context with
-  :data:`SETTLEMENT_RECORDED`; outside one (the DLQ tool, a library user's receiver) the
-  SDK's settlement spans are kept.
+  (docs/benchmarks/findings.md §16);
+* a ``ServiceBus.send`` / ``ServiceBus.schedule`` CLIENT span for every send call, which
+  inside our own ``send <queue>`` / ``schedule <queue>`` span
+  (:func:`producer.telemetry.send_span`, same call, same links) says nothing more.
+
+A span of ours that records what the SDK's would names those SDK spans in its context
+(:func:`recorded_here`); outside one (the DLQ tool, a library user's own sender or
+receiver) the SDK's spans are kept.
 
 :class:`ServiceBusSdkSpan` is the azure-core OpenTelemetry span type with those spans
 replaced by the current span (nothing recorded); the SDK's send and receive spans are
@@ -29,6 +34,7 @@ from typing import Any
 from azure.core.tracing.ext.opentelemetry_span import OpenTelemetrySpan
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.trace import NonRecordingSpan, Span
 
 PER_MESSAGE_SPAN = "ServiceBus.message"
@@ -40,22 +46,31 @@ SETTLEMENT_SPANS = frozenset(
 """Names of azure-servicebus's settlement spans (``settle_trace_context_manager``, named
 after ``azure.servicebus._common.constants.MESSAGE_*``)."""
 
-SETTLEMENT_RECORDED = otel_context.create_key("servicebus_events.settlement_recorded")
-"""Context key: a span current here records the message's settlement itself."""
+SEND_SPANS = frozenset({"ServiceBus.send", "ServiceBus.schedule"})
+"""Names of azure-servicebus's send and schedule spans (``SPAN_NAME_SEND`` /
+``SPAN_NAME_SCHEDULE`` in ``azure.servicebus._common.tracing``)."""
+
+_RECORDED_HERE = otel_context.create_key("servicebus_events.sdk_spans_recorded")
+
+
+def recorded_here(names: frozenset[str], context: Context | None = None) -> Context:
+    """``context`` (default: the current one) marked: a span of ours current in it records
+    what the SDK spans ``names`` would, so :class:`ServiceBusSdkSpan` leaves them out."""
+    return otel_context.set_value(_RECORDED_HERE, names, context)
 
 
 class ServiceBusSdkSpan(OpenTelemetrySpan):
     """``OpenTelemetrySpan`` that records nothing for :data:`PER_MESSAGE_SPAN`, nor for
-    :data:`SETTLEMENT_SPANS` where :data:`SETTLEMENT_RECORDED` is set.
+    the SDK spans that a span of ours current here records (:func:`recorded_here`).
 
     Install with ``azure.core.settings.settings.tracing_implementation = ServiceBusSdkSpan``
     (:func:`common.telemetry.enable_azure_sdk_tracing` does).
     """
 
     def __init__(self, span: Span | None = None, name: str | None = "span", **kwargs: Any) -> None:
+        recorded = otel_context.get_value(_RECORDED_HERE)
         if span is None and (
-            name == PER_MESSAGE_SPAN
-            or (name in SETTLEMENT_SPANS and otel_context.get_value(SETTLEMENT_RECORDED))
+            name == PER_MESSAGE_SPAN or (isinstance(recorded, frozenset) and name in recorded)
         ):
             # A non-recording stand-in with the current span's context: entering and
             # ending it cost nothing, and ``to_header()`` still gives the SDK a context.

@@ -56,7 +56,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from common.messaging import context_from_properties
-from common.sdk_spans import SETTLEMENT_RECORDED
+from common.sdk_spans import SETTLEMENT_SPANS, recorded_here
 from common.span_attributes import EVENT_TYPE, OUTCOME, SERVICEBUS, SERVICEBUS_DEAD_LETTER_REASON
 from consumer.runtime.stats import QueueStats, WorkerStats
 
@@ -116,8 +116,8 @@ class ProcessSpan:
     def __enter__(self) -> Span:
         # Into the current context, as ``use_span`` does, marked so that the SDK's
         # settlement span, which this span records, is left out (common.sdk_spans).
-        context = otel_context.set_value(SETTLEMENT_RECORDED, True)
-        self._token = otel_context.attach(trace.set_span_in_context(self.span, context))
+        context = trace.set_span_in_context(self.span, recorded_here(SETTLEMENT_SPANS))
+        self._token = otel_context.attach(context)
         return self.span
 
     def __exit__(

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from functools import cache
 
 from azure.servicebus import ServiceBusMessage
+from opentelemetry import context as otel_context
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.semconv._incubating.attributes.messaging_attributes import (
@@ -44,6 +45,7 @@ from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import Link, SpanKind
 
 from common.messaging import context_from_properties, current_trace_headers, trace_properties
+from common.sdk_spans import SEND_SPANS, recorded_here
 from common.span_attributes import EVENT_TYPE, SERVICEBUS
 
 tracer = trace.get_tracer("servicebus_events.producer")
@@ -148,12 +150,15 @@ def send_span(queue: str, operation: str, contexts: Sequence[str | None]) -> Ite
     with tracer.start_as_current_span(
         f"{operation} {queue}", kind=SpanKind.CLIENT, attributes=attributes, links=_links(contexts)
     ):
+        # This span is the send: the SDK's own send/schedule span is left out inside it.
+        token = otel_context.attach(recorded_here(SEND_SPANS))
         try:
             yield
         except BaseException as exc:
             metric_attributes[ERROR_TYPE] = type(exc).__qualname__
             raise
         finally:
+            otel_context.detach(token)
             _operation_duration.record(time.monotonic() - started, metric_attributes)
             _sent.add(len(contexts), metric_attributes)
 
