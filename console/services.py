@@ -36,7 +36,6 @@ async def open_services(settings: ConsoleSettings) -> AsyncIterator[Services]:
     outbox = OutboxReader(settings.outbox_database_url) if settings.outbox_database_url else None
     store = ConsumerStore(settings.audit_store_url) if settings.audit_store_url else None
     status = ConsumerStatus(settings.consumer_status_url) if settings.consumer_status_url else None
-    interval = settings.sample_interval.total_seconds()
     try:
         async with open_servicebus_client(settings, retry_total=1) as client:
             bus = BusReader(client, settings.peek_limit)
@@ -44,9 +43,10 @@ async def open_services(settings: ConsoleSettings) -> AsyncIterator[Services]:
                 settings.queues,
                 bus,
                 outbox,
+                store,
                 status,
-                interval,
-                keep=int(settings.history.total_seconds() // interval) + 1,
+                settings.sample_interval.total_seconds(),
+                settings.history,
             )
             task = asyncio.create_task(sampler.run(), name="console-flow-sampler")
             try:

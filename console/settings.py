@@ -31,11 +31,14 @@ class ConsoleSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         notifications_queue: The notifications queue's name.
         outbox_database_url: The producer's outbox (SQLAlchemy async URL, read only); unset:
             the console cannot find events by id or key, nor show the backlog.
-        audit_store_url: The consumer's database (audit chain, inbox, deliveries); unset:
-            no processing status, no chain verification, and actions are not audited, so
-            replay and purge are refused.
+        audit_store_url: The consumer's database (audit chain, inbox, deliveries, outcomes
+            per minute of every replica, charted on the flow page); unset: no processing
+            status, no chain verification, and actions are not audited, so replay and
+            purge are refused.
         consumer_status_url: The consumer's ``/status`` (e.g.
-            ``http://127.0.0.1:8081/status``); unset: no outcome charts.
+            ``http://127.0.0.1:8081/status``), one process's counters: the outcome charts'
+            source only when ``CONSOLE_AUDIT_STORE_URL`` is unset or unreadable; both unset: no
+            outcome charts.
         auth: ``api-key`` (sign-in form, ``CONSOLE_API_KEYS``) or ``easyauth`` (Azure
             Container Apps built-in authentication with Microsoft Entra ID: the
             ``X-MS-CLIENT-PRINCIPAL*`` headers are trusted; only behind it).

@@ -1,4 +1,5 @@
-"""Wires settings to stores, handlers, the worker and the health endpoint; runs until stopped."""
+"""Wires settings to stores, handlers, the worker, the outcome recorder and the health
+endpoint; runs until stopped."""
 
 import asyncio
 import contextlib
@@ -12,6 +13,7 @@ import httpx
 
 from common.runtime import freeze_startup_objects
 from common.servicebus import open_servicebus_client
+from common.shutdown import MIN_CLOSE_TIME
 from consumer import telemetry
 from consumer.handlers import registry as handlers
 from consumer.handlers.delivery import DeliveryLog
@@ -19,6 +21,7 @@ from consumer.handlers.email import EmailSender, SmtpConfig
 from consumer.handlers.templates import Templates
 from consumer.handlers.webhook import WebhookSender
 from consumer.health import HealthServer
+from consumer.outcome_recorder import OutcomeRecorder
 from consumer.runtime.entities import QueueEntity, check_queues
 from consumer.runtime.processor import QueueConfig
 from consumer.runtime.routing import Router
@@ -29,6 +32,7 @@ from consumer.stores.audit import AuditStore
 from consumer.stores.database import Database
 from consumer.stores.deliveries import DeliveryStore
 from consumer.stores.inbox import Inbox
+from consumer.stores.outcomes import OutcomeStore
 from contracts.registry import AUDIT_QUEUE, NOTIFICATIONS_QUEUE, event_types_on
 
 T = TypeVar("T")
@@ -46,6 +50,7 @@ class Stores:
     audit: AuditStore
     deliveries: DeliveryStore
     inboxes: list[Inbox]
+    outcomes: OutcomeStore
     delivery_log: DeliveryLog | None = None
 
 
@@ -78,6 +83,7 @@ async def open_stores(settings: ConsumerSettings) -> AsyncIterator[Stores]:
             audit=AuditStore(audit_db),
             deliveries=deliveries,
             inboxes=[Inbox(database) for database in databases],
+            outcomes=OutcomeStore(audit_db),
             delivery_log=log,
         )
     finally:
@@ -212,7 +218,9 @@ async def run_consumer(
 
     Shutdown, closing the Service Bus client included, ends by the worker's shutdown
     deadline (``settings.shutdown_grace_period`` after ``stop``; see
-    :mod:`consumer.runtime.worker`).
+    :mod:`consumer.runtime.worker`). Once the worker has settled its messages, the last
+    outcome counts are written (:mod:`consumer.outcome_recorder`), with at least
+    :data:`common.shutdown.MIN_CLOSE_TIME` even past the deadline.
 
     Args:
         settings: The consumer's settings.
@@ -285,8 +293,17 @@ async def run_consumer(
         # count holds closes alongside the worker's.
         watch_stop = asyncio.create_task(stop.wait(), name="stop-background")
         watch_stop.add_done_callback(lambda _: [task.cancel() for task in background])
+        # Flushes through the drain too; its last flush comes once the worker has
+        # settled everything, so the table gets this process's final counts.
+        recorder = OutcomeRecorder(
+            worker.stats,
+            stores.outcomes,
+            interval=settings.outcome_flush_interval.total_seconds(),
+            retention=settings.outcome_retention,
+        )
         if freeze_after_startup:
             freeze_startup_objects()
+        recorder.start()
         try:
             await worker.run(stop)
         finally:
@@ -294,6 +311,8 @@ async def run_consumer(
             for task in background:
                 task.cancel()
             await asyncio.wait(background, timeout=max(worker.deadline_left(), 0.0))
+            # Like the closes, the last flush gets a minimum even past the deadline.
+            await recorder.close(max(worker.deadline_left(), MIN_CLOSE_TIME))
     left = worker.deadline_left()
     logger.info(
         "shutdown finished %.1f s %s its deadline (CONSUMER_SHUTDOWN_GRACE_PERIOD=%g s)",

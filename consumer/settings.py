@@ -139,6 +139,12 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
         dlq_depth_interval: Time between dead-letter counts for the
             ``servicebus_events.dlq.depth`` gauge (0 = off).
         dlq_depth_limit: Most dead letters peeked per queue per count.
+        outcome_flush_interval: Time between writes of the outcome counters (completed,
+            dead-lettered by reason, retried) to the ``consumer_outcomes`` table of the
+            audit store, as counts per UTC minute summed over every replica; the console
+            charts them. Also written once at shutdown.
+        outcome_retention: How long those per-minute counts are kept (at least an hour;
+            pruned hourly).
         (telemetry and logging fields: see ``common.telemetry.TelemetrySettings``)
 
     Start-up checks (``pydantic.ValidationError`` naming the ``CONSUMER_*`` variables):
@@ -193,6 +199,8 @@ class ConsumerSettings(BaseSettings, ServiceBusConnection, TelemetrySettings):
     template_dir: Path | None = None
     dlq_depth_interval: Duration = Field(default=timedelta(seconds=60), ge=timedelta(0))
     dlq_depth_limit: int = Field(default=10_000, ge=1)
+    outcome_flush_interval: Duration = Field(default=timedelta(seconds=10), gt=timedelta(0))
+    outcome_retention: Duration = Field(default=timedelta(days=7), ge=timedelta(hours=1))
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8081, ge=0, le=65535)
 

@@ -1,5 +1,5 @@
-"""The consumer's database: what it did with an event, the audit chain, and the console's
-own audit records.
+"""The consumer's database: what it did with an event, its outcomes per minute, the audit
+chain, and the console's own audit records.
 
 The console's actions (replay, purge, verify) are appended straight to the audit chain
 with the consumer's :class:`~consumer.stores.audit.AuditStore`: the console needs this
@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from consumer.stores.audit import AuditQuery, AuditRecord, AuditStore, ChainReport
 from consumer.stores.database import Database, as_utc
+from consumer.stores.outcomes import OutcomeCount, OutcomeStore
 from consumer.stores.schema import audit_events, consumer_inbox, deliveries
 from contracts import AuditEnvelope
 
@@ -63,6 +64,7 @@ class ConsumerStore:
     def __init__(self, url: str) -> None:
         self.database = Database(url)
         self.audit = AuditStore(self.database)
+        self._outcomes = OutcomeStore(self.database)
 
     async def processing(self, event_id: str) -> Processing | None:
         """What the consumer recorded for ``event_id``, or ``None`` (nothing yet)."""
@@ -108,6 +110,17 @@ class ConsumerStore:
         if seen is not None:
             return Processing(f"seen by {seen.handler}", as_utc(seen.processed_at), "", True)
         return None
+
+    async def outcomes_since(self, start: datetime) -> list[OutcomeCount]:
+        """The consumer's outcomes per UTC minute from ``start``'s minute on, every replica
+        summed (``consumer_outcomes``, written by each consumer every
+        ``CONSUMER_OUTCOME_FLUSH_INTERVAL``).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: unreadable (e.g. a consumer from before the
+                table, revision 0003, never migrated this database).
+        """
+        return await self._outcomes.since(start)
 
     async def verify(self) -> ChainReport:
         """Walk the whole chain (:meth:`AuditStore.verify`)."""

@@ -1,4 +1,5 @@
-"""Counters per queue, exposed on ``/status`` and logged at exit."""
+"""Counters per queue, exposed on ``/status``, logged at exit, and added per minute to the
+consumer's database by :mod:`consumer.outcome_recorder` (which only reads them)."""
 
 from collections import Counter
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
-"""The consumer's own database: audit chain, idempotency inbox and delivery records.
+"""The consumer's own database: audit chain, idempotency inbox, delivery records and
+outcomes per minute.
 
 One SQLAlchemy async engine per store URL (SQLite file by default, PostgreSQL through
 asyncpg by URL); the schema is managed by Alembic (``consumer/migrations``, version table

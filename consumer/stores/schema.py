@@ -104,3 +104,22 @@ log reports; ``logged_at`` is set once the row's line is in the delivery log (nu
 delivered but not logged yet, caught up at start-up). Rows from before revision 0002 have
 null ``subject`` and ``priority``.
 """
+
+consumer_outcomes = Table(
+    "consumer_outcomes",
+    metadata,
+    Column("minute", DateTime(timezone=True), primary_key=True),
+    Column("queue", String(512), primary_key=True),
+    Column("outcome", String(16), primary_key=True),
+    Column("reason", String(128), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+"""Consumer outcomes per UTC minute, summed over every replica (issue 26).
+
+``minute`` is the start of the UTC minute the counts were recorded in (by the consumer's
+periodic flush, so up to ``CONSUMER_OUTCOME_FLUSH_INTERVAL`` after the outcomes);
+``queue`` the source's entity path; ``outcome`` ``completed``, ``dead_lettered`` or
+``retried``; ``reason`` the dead-letter reason (``""`` for the other outcomes). Rows are
+added to (``count = count + n``), never replaced. ``minute`` leads the key so the range
+reads and the prune use it.
+"""

@@ -4,9 +4,10 @@ the consumer and the console, each its own process, as ``make run`` starts them.
 One scenario, in the order an operator works: refused before signing in; find an event by
 its Idempotency-Key and by its id; see a poison message (its body HTML and a script) in
 the DLQ with the reason the consumer gave, shown as text; replay it with the consumer
-stopped, and see the counts change (DLQ 1 -> 0, queue 0 -> 1); verify the audit chain,
-which now holds the replay; a request without the CSRF token is refused. Waits are
-conditions (WebDriverWait), never timed assertions. Screenshots go to the test's
+stopped, and see the counts change (DLQ 1 -> 0, queue 0 -> 1) beside the consumer's
+outcomes, read from its database (the console has no ``/status`` URL, as in Azure); verify
+the audit chain, which now holds the replay; a request without the CSRF token is refused.
+Waits are conditions (WebDriverWait), never timed assertions. Screenshots go to the test's
 directory, and to ``CONSOLE_SCREENSHOTS_DIR`` when set (``docs/console/``).
 """
 
@@ -85,6 +86,7 @@ def system(tmp_path: Path) -> Iterator[System]:
                     "CONSUMER_HEALTH_HOST": "127.0.0.1",
                     "CONSUMER_HEALTH_PORT": str(health),
                     "CONSUMER_DELIVERY_LOG_PATH": "",
+                    "CONSUMER_OUTCOME_FLUSH_INTERVAL": "1",
                 },
                 log_dir=tmp_path,
             )
@@ -100,7 +102,6 @@ def system(tmp_path: Path) -> Iterator[System]:
                     "CONSOLE_PORT": str(console_port),
                     "CONSOLE_OUTBOX_DATABASE_URL": outbox,
                     "CONSOLE_AUDIT_STORE_URL": store,
-                    "CONSOLE_CONSUMER_STATUS_URL": f"http://127.0.0.1:{health}/status",
                     "CONSOLE_API_KEYS": str(entry),
                     "CONSOLE_SAMPLE_INTERVAL": "1",
                     "CONSOLE_TRACE_FILES": "producer-telemetry.jsonl,consumer-telemetry.jsonl",
@@ -242,6 +243,10 @@ def test_an_operator_works_the_console_in_a_browser(
     row = "#queue-counts tr:nth-child(2)"
     # The panel refreshes itself (htmx): no reload. Queue, active, scheduled, dead-lettered.
     until(browser, lambda d: text_of(d, row).split()[:4] == [AUDIT_QUEUE, "1", "0", "0"])
+    # The consumer's outcomes, from its database as in Azure (no CONSOLE_CONSUMER_STATUS_URL):
+    # the event completed, the poison message dead-lettered.
+    until(browser, lambda d: text_of(d, f"{row} td.outcome-completed") == "1")
+    assert text_of(browser, f"{row} td.outcome-dead-lettered") == "1 (InvalidJson 1)"
     shot(browser, tmp_path, "flow")
     browser.get(event_page)
     assert text_of(browser, "#verdict") == "on its queue, not processed yet (active)"

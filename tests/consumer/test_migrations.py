@@ -1,0 +1,75 @@
+"""The consumer's Alembic migrations, on SQLite and PostgreSQL: a store from an earlier
+revision upgrades with its rows kept, and the result is exactly the tables the stores
+query (``consumer.stores.schema``)."""
+
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, inspect, select, text
+
+from consumer.stores.database import Database
+from consumer.stores.migrate import MIGRATIONS, VERSION_TABLE, alembic_config
+from consumer.stores.schema import consumer_inbox, metadata
+
+
+def to_revision(connection: Connection, revision: str) -> None:
+    command.upgrade(alembic_config(connection), revision)
+
+
+def down_to(connection: Connection, revision: str) -> None:
+    command.downgrade(alembic_config(connection), revision)
+
+
+def current(connection: Connection) -> str | None:
+    return MigrationContext.configure(
+        connection, opts={"version_table": VERSION_TABLE}
+    ).get_current_revision()
+
+
+def tables(connection: Connection) -> set[str]:
+    return set(inspect(connection).get_table_names())
+
+
+def schema_differences(connection: Connection) -> list[Any]:
+    """What autogenerate would change: the migrations must build exactly the tables."""
+    context = MigrationContext.configure(
+        connection,
+        opts={"include_name": lambda name, kind, _: kind != "table" or name in metadata.tables},
+    )
+    differences: list[Any] = compare_metadata(context, metadata)
+    return differences
+
+
+async def test_a_0002_store_upgrades_to_outcomes_keeping_its_rows(store_url: str) -> None:
+    assert MIGRATIONS.is_dir()
+    database = Database(store_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(to_revision, "0002")
+            assert "consumer_outcomes" not in await connection.run_sync(tables)
+            await connection.execute(
+                text(
+                    "INSERT INTO consumer_inbox (handler, event_id, processed_at) "
+                    "VALUES ('audit', 'e-1', CURRENT_TIMESTAMP)"
+                )
+            )
+
+        await database.migrate()
+        await database.migrate()  # again: nothing to do
+
+        async with database.engine.connect() as connection:
+            assert await connection.run_sync(current) == "0003"
+            assert "consumer_outcomes" in await connection.run_sync(tables)
+            assert await connection.run_sync(schema_differences) == []
+            kept = await connection.scalars(select(consumer_inbox.c.event_id))
+            assert list(kept) == ["e-1"]
+        async with database.engine.begin() as connection:
+            await connection.run_sync(down_to, "0002")
+            assert "consumer_outcomes" not in await connection.run_sync(tables)
+        await database.migrate()
+        async with database.engine.connect() as connection:
+            assert await connection.run_sync(current) == "0003"
+    finally:
+        await database.close()
