@@ -17,6 +17,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from common.api_key_command import print_new_api_key
 from common.settings_errors import describe_settings_error
 from common.telemetry import configure_telemetry
 from console.apikeys import ROLES, Role, new_console_key
@@ -76,15 +77,14 @@ def new_api_key(
     if role not in ROLES:
         raise typer.BadParameter("reader or operator", param_hint="'--role'")
     chosen: Role = "operator" if role == "operator" else "reader"
-    try:
-        key, entry = new_console_key(name, chosen)
-    except ValidationError:
-        print(
-            "console: NAME must be letters, digits, '.', '_' or '-' (at most 64)", file=sys.stderr
+    raise typer.Exit(
+        print_new_api_key(
+            "console",
+            lambda: new_console_key(name, chosen),
+            key_label=f"key (give to {name}): ",
+            entry_label="CONSOLE_API_KEYS entry: ",
         )
-        sys.exit(2)
-    print(f"key (give to {name}): {key}")
-    print(f"CONSOLE_API_KEYS entry: {entry}")
+    )
 
 
 @app.callback(invoke_without_command=True)

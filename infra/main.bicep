@@ -143,6 +143,12 @@ param consoleExternalIngress bool = false
 @description('Service Bus topics, with their subscriptions, rules and entity-scoped role grants; default none. Shape: modules/servicebus.bicep `topics` (types in modules/servicebus-topic.bicep, servicebus-subscription.bicep and servicebus-rule.bicep); example in docs/deploy.md. A topic\'s senders get Azure Service Bus Data Sender on the topic, a subscription\'s receivers Data Receiver on the subscription; each is \'producer\', \'consumer\' or the object id of another service principal.')
 param serviceBusTopics array = []
 
+@description('Topic subscription the consumer reads audit events from instead of the audit queue, as CONSUMER_AUDIT_SUBSCRIPTION takes it: <topic>/Subscriptions/<subscription>; empty (default): the audit queue. The subscription must exist (declare it in serviceBusTopics). The consumer then gets Data Receiver on the subscription and Data Sender on its topic (dead-letter replay), the KEDA scaler Data Owner on the subscription, and neither keeps a role on the audit queue.')
+param consumerAuditSubscription string = ''
+
+@description('As consumerAuditSubscription, for notification events (CONSUMER_NOTIFICATIONS_SUBSCRIPTION) instead of the notifications queue.')
+param consumerNotificationsSubscription string = ''
+
 @description('Tags added to every resource.')
 param tags object = {}
 
@@ -180,6 +186,17 @@ var queueNames = [
   auditQueueName
   notificationsQueueName
 ]
+// The queues the consumer reads: those not replaced by a topic subscription.
+var consumerQueueNames = concat(empty(consumerAuditSubscription) ? [
+  auditQueueName
+] : [], empty(consumerNotificationsSubscription) ? [
+  notificationsQueueName
+] : [])
+// The topic subscriptions the consumer reads, as <topic>/Subscriptions/<subscription>.
+var consumerSubscriptionPaths = filter([
+  consumerAuditSubscription
+  consumerNotificationsSubscription
+], path => !empty(path))
 
 // Built-in role definition ids (the same in every tenant); tests/infra checks each id
 // against the role name in its key.
@@ -291,8 +308,8 @@ module producerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueNam
 }]
 
 // Consumer: receives and settles (Data Receiver); its retry ladder re-sends a scheduled
-// copy of a failed message to the same queue (Data Sender).
-module consumerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName in queueNames: {
+// copy of a failed message to the same queue (Data Sender). Only on the queues it reads.
+module consumerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName in consumerQueueNames: {
   name: 'rbac-consumer-${queueName}'
   scope: rg
   params: {
@@ -330,7 +347,7 @@ module consoleQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName
 // (never on the namespace), and that identity is attached to the consumer app with
 // lifecycle 'None': the platform uses it for the scale rules, the consumer's code cannot
 // get a token for it.
-module scalerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName in queueNames: {
+module scalerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName in consumerQueueNames: {
   name: 'rbac-scaler-${queueName}'
   scope: rg
   params: {
@@ -340,6 +357,24 @@ module scalerQueueRoles 'modules/servicebus-queue-roles.bicep' = [for queueName 
     roleDefinitionIds: [
       roles.serviceBusDataOwner
     ]
+  }
+}]
+
+// Consumer sources that are topic subscriptions (consumerAuditSubscription,
+// consumerNotificationsSubscription): Data Receiver on the subscription and Data Sender on
+// its topic for the consumer (replay goes through the topic), Data Owner on the
+// subscription for the KEDA scaler (reading its message count needs Manage, as above).
+module consumerSubscriptionRoles 'modules/servicebus-subscription-source-roles.bicep' = [for path in consumerSubscriptionPaths: {
+  name: 'rbac-source-${uniqueString(path)}'
+  scope: rg
+  params: {
+    namespaceName: serviceBus.outputs.name
+    subscriptionPath: path
+    consumerPrincipalId: identities.outputs.consumerPrincipalId
+    scalerPrincipalId: identities.outputs.scalerPrincipalId
+    dataReceiverRoleId: roles.serviceBusDataReceiver
+    dataSenderRoleId: roles.serviceBusDataSender
+    dataOwnerRoleId: roles.serviceBusDataOwner
   }
 }]
 
@@ -451,6 +486,7 @@ module consumer 'modules/consumer-app.bicep' = if (deployApps) {
   dependsOn: [
     consumerQueueRoles
     scalerQueueRoles
+    consumerSubscriptionRoles
     topicRoles
     registry
   ]
@@ -469,6 +505,8 @@ module consumer 'modules/consumer-app.bicep' = if (deployApps) {
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     auditQueueName: auditQueueName
     notificationsQueueName: notificationsQueueName
+    auditSubscription: consumerAuditSubscription
+    notificationsSubscription: consumerNotificationsSubscription
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     deploymentEnvironment: environmentName
     databaseUrl: deployPostgres ? 'postgresql+asyncpg://${names.consumerIdentity}@${postgres.outputs.fullyQualifiedDomainName}:5432/${postgresDatabaseName}?ssl=require' : ''

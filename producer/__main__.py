@@ -28,6 +28,7 @@ import uvicorn
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
+from common.api_key_command import print_new_api_key
 from common.settings_errors import describe_settings_error
 from common.telemetry import SHUTDOWN_TIMEOUT as TELEMETRY_TIMEOUT
 from common.telemetry import configure_telemetry
@@ -111,17 +112,12 @@ def _migrate() -> int:
 def _new_api_key(name: str) -> int:
     from producer.apikeys import new_api_key
 
-    try:
-        key, entry = new_api_key(name)
-    except ValidationError:
-        print(
-            "producer: NAME must be letters, digits, '.', '_' or '-' (at most 64)",
-            file=sys.stderr,
-        )
-        return 2
-    print(f"key (give to the caller, header X-API-Key): {key}")
-    print(f"entry (add to PRODUCER_API_KEYS):           {entry}")
-    return 0
+    return print_new_api_key(
+        "producer",
+        lambda: new_api_key(name),
+        key_label="key (give to the caller, header X-API-Key): ",
+        entry_label="entry (add to PRODUCER_API_KEYS):           ",
+    )
 
 
 app = typer.Typer(

@@ -13,7 +13,7 @@ from consumer.runtime.config import QueueConfig
 from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.pipeline import MessagePipeline
 
-logger = logging.getLogger("consumer.runtime.processor")
+logger = logging.getLogger(__name__)
 
 
 class FailingLane(Protocol):

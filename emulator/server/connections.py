@@ -17,24 +17,29 @@ from proton import Endpoint
 
 from emulator.errors import EntityNotFoundError
 from emulator.server.amqp import TimerTask, condition, log
+from emulator.server.ended_channels import client_sent_nothing
 from emulator.server.link_attach import LinkAttach
 from emulator.server.link_roles import EntitySenderLink, connection_state, role_of
 
 __all__ = ["Connections"]
 
 
-def _log_transport_error(connection: Any, condition: Any) -> None:
+def _log_transport_error(transport: Any, condition: Any) -> None:
     """Log why a connection failed, at a level that says whose problem it is.
 
     A socket closed after the client ended a session or closed the connection is routine
     (DEBUG; frames it sends on an ended session are dropped before proton sees them, see
     :mod:`~emulator.server.ended_channels`). A client that vanishes without closing (a
-    killed process) is INFO; anything else (garbage, framing and protocol errors, idle
-    timeouts) is a broken client: WARNING.
+    killed process) or that closes before sending a byte (a port probe, a health check)
+    is INFO; anything else (garbage, framing and protocol errors, idle timeouts) is a
+    broken client: WARNING.
     """
     name, description = str(condition.name), str(condition.description or "")
+    connection = transport.connection
     closing = connection is not None and connection_state(connection).peer_closing
-    if description == "connection aborted":
+    if client_sent_nothing(transport):
+        log.info("a client connected and closed without sending a byte (a port probe?)")
+    elif description == "connection aborted":
         level = logging.DEBUG if closing else logging.INFO
         log.log(level, "client dropped its connection without an AMQP close")
     else:
@@ -55,6 +60,7 @@ class Connections(LinkAttach):
             if self._stopping or len(self._connections) > self.limits.max_connections:
                 if not self._stopping:
                     log.warning("refusing a connection: %d open", len(self._connections) - 1)
+                transport.emulator_dropped = True  # ours: no transport error to report
                 transport.close_tail()
                 transport.close_head()
                 return
@@ -76,6 +82,8 @@ class Connections(LinkAttach):
                 log.info("closing a connection that did not open within the handshake timeout")
                 transport = connection.transport
                 if transport is not None:
+                    # Said above: the transport error that closing raises is ours, not news.
+                    transport.emulator_dropped = True
                     transport.close_tail()
                     transport.close_head()
                     self._wake()
@@ -107,7 +115,7 @@ class Connections(LinkAttach):
             transport.emulator_dropped = True
             condition = transport.condition
             if condition is not None:
-                _log_transport_error(transport.connection, condition)
+                _log_transport_error(transport, condition)
             # Do not wait for a broken peer to close its side: drop the socket once the
             # close frame is written, and wake the reactor so that it does so now (its
             # select() may otherwise sleep for seconds).

@@ -14,6 +14,9 @@ Anything the filter cannot follow (not AMQP, a TLS handshake, a frame header tha
 malformed or larger than the maximum frame size) makes it pass all further bytes through
 unchanged, so proton's own checks (framing errors, frame size, frames on channels that
 were never begun) apply exactly as before.
+
+The same reader notes whether a client sent any byte at all (:func:`client_sent_nothing`):
+a port probe's connection is not a framing error worth a warning.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from proton.handlers import IOHandler
 
 from emulator.server.amqp import log
 
-__all__ = ["EndedChannelFilter", "EndedChannelIO"]
+__all__ = ["EndedChannelFilter", "EndedChannelIO", "client_sent_nothing"]
 
 _PROTOCOL_HEADER = b"AMQP"
 _FRAME_HEADER = struct.Struct(">IBBH")  # size, data offset (4-byte words), type, channel
@@ -168,6 +171,16 @@ def _performative(frame: memoryview, body: int, size: int) -> int | None:
     return int.from_bytes(frame[body + 2 : body + 10], "big")
 
 
+def client_sent_nothing(transport: Any) -> bool:
+    """Whether no byte has arrived on ``transport``'s socket yet.
+
+    A client that connects and closes without a byte is a port probe or a health check
+    (a load balancer's or an orchestrator's TCP check), not a broken AMQP client; proton
+    reports it as ``amqp:connection:framing-error No protocol header found``.
+    """
+    return not getattr(transport, "emulator_heard", False)
+
+
 class EndedChannelIO(IOHandler):
     """proton's socket I/O with an :class:`EndedChannelFilter` between each client socket
     and its transport.
@@ -191,10 +204,8 @@ class EndedChannelIO(IOHandler):
         if transport is None:
             return
         frames = self._filters.get(selectable)
-        if frames is None:
-            frames = self._filters[selectable] = EndedChannelFilter(self._max_frame_size)
         # Room for what the filter holds back too: push() refuses more than capacity().
-        room = transport.capacity() - frames.held
+        room = transport.capacity() - (0 if frames is None else frames.held)
         if room > 0:
             try:
                 received = selectable.recv(room)
@@ -205,6 +216,13 @@ class EndedChannelIO(IOHandler):
                 if not received:
                     self.on_selectable_error(event)  # end of stream
                 else:
+                    if frames is None:  # the client's first bytes
+                        frames = self._filters[selectable] = EndedChannelFilter(
+                            self._max_frame_size
+                        )
+                        # proton keeps a wrapper's attributes with the C object: read
+                        # back by client_sent_nothing when the transport fails.
+                        transport.emulator_heard = True
                     passed = frames.feed(received)
                     if passed:
                         transport.push(passed)

@@ -1,5 +1,6 @@
 // Consumer: the asyncio worker. No ingress; probes on its health port; scales from zero
-// with one KEDA azure-servicebus rule per queue, authenticated with a managed identity.
+// with one KEDA azure-servicebus rule per source (a queue or a topic subscription),
+// authenticated with a managed identity.
 
 @description('Region of the app.')
 param location string
@@ -19,13 +20,13 @@ param image string
 @description('Registry login server (<name>.azurecr.io) the image is pulled from.')
 param registryLoginServer string
 
-@description('Resource id of the consumer identity (Data Receiver + Data Sender on the queues).')
+@description('Resource id of the consumer identity (Data Receiver + Data Sender on the queues it reads; Data Receiver on a subscription it reads and Data Sender on that topic).')
 param identityId string
 
 @description('Client id of that identity; DefaultAzureCredential reads it from AZURE_CLIENT_ID.')
 param identityClientId string
 
-@description('Resource id of the identity the scale rules use (Data Owner on the queues, see main.bicep).')
+@description('Resource id of the identity the scale rules use (Data Owner on each queue or subscription read, see main.bicep).')
 param scalerIdentityId string
 
 @description('Resource id of the identity used only to pull images.')
@@ -43,6 +44,12 @@ param auditQueueName string
 @description('Notifications queue name.')
 param notificationsQueueName string
 
+@description('Topic subscription to read audit events from instead of the audit queue, as CONSUMER_AUDIT_SUBSCRIPTION takes it: <topic>/Subscriptions/<subscription>. Empty: the audit queue.')
+param auditSubscription string = ''
+
+@description('As auditSubscription, for notifications (CONSUMER_NOTIFICATIONS_SUBSCRIPTION). Empty: the notifications queue.')
+param notificationsSubscription string = ''
+
 @description('Application Insights component (same resource group) that receives telemetry.')
 param applicationInsightsName string
 
@@ -50,7 +57,7 @@ param applicationInsightsName string
 param databaseUrl string = ''
 
 @minValue(0)
-@description('Minimum replicas; 0 scales the worker to zero when both queues are empty.')
+@description('Minimum replicas; 0 scales the worker to zero when both sources are empty.')
 param minReplicas int = 0
 
 @minValue(1)
@@ -89,14 +96,6 @@ var baseEnv = [
     value: identityClientId
   }
   {
-    name: 'CONSUMER_AUDIT_QUEUE'
-    value: auditQueueName
-  }
-  {
-    name: 'CONSUMER_NOTIFICATIONS_QUEUE'
-    value: notificationsQueueName
-  }
-  {
     name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
     secretRef: 'appinsights-connection-string'
   }
@@ -105,12 +104,51 @@ var baseEnv = [
     value: 'consumer'
   }
 ]
+// Each source is a queue or a subscription, never both (the consumer refuses both).
+var auditSourceEnv = empty(auditSubscription) ? [
+  {
+    name: 'CONSUMER_AUDIT_QUEUE'
+    value: auditQueueName
+  }
+] : [
+  {
+    name: 'CONSUMER_AUDIT_SUBSCRIPTION'
+    value: auditSubscription
+  }
+]
+var notificationsSourceEnv = empty(notificationsSubscription) ? [
+  {
+    name: 'CONSUMER_NOTIFICATIONS_QUEUE'
+    value: notificationsQueueName
+  }
+] : [
+  {
+    name: 'CONSUMER_NOTIFICATIONS_SUBSCRIPTION'
+    value: notificationsSubscription
+  }
+]
 var databaseEnv = empty(databaseUrl) ? [] : [
   {
     name: 'CONSUMER_AUDIT_STORE_URL'
     value: databaseUrl
   }
 ]
+
+// What each scale rule watches. The KEDA azure-servicebus scaler takes `queueName`, or
+// `topicName` with `subscriptionName`, beside `namespace` and `messageCount`
+// (https://keda.sh/docs/latest/scalers/azure-service-bus/).
+var auditScaleMetadata = empty(auditSubscription) ? {
+  queueName: auditQueueName
+} : {
+  topicName: first(split(auditSubscription, '/'))
+  subscriptionName: last(split(auditSubscription, '/'))
+}
+var notificationsScaleMetadata = empty(notificationsSubscription) ? {
+  queueName: notificationsQueueName
+} : {
+  topicName: first(split(notificationsSubscription, '/'))
+  subscriptionName: last(split(notificationsSubscription, '/'))
+}
 
 resource app 'Microsoft.App/containerApps@2025-07-01' = {
   name: name
@@ -145,7 +183,8 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
           lifecycle: 'Main'
         }
         {
-          // Data Owner on the queues, for KEDA only: the code cannot get a token.
+          // Data Owner on the queues or subscriptions read, for KEDA only: the code
+          // cannot get a token.
           identity: scalerIdentityId
           lifecycle: 'None'
         }
@@ -173,7 +212,7 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
             cpu: json('0.5')
             memory: '1Gi'
           }
-          env: concat(baseEnv, databaseEnv)
+          env: concat(baseEnv, auditSourceEnv, notificationsSourceEnv, databaseEnv)
           probes: [
             {
               type: 'Startup'
@@ -220,11 +259,10 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
             name: 'servicebus-audit'
             custom: {
               type: 'azure-servicebus'
-              metadata: {
+              metadata: union({
                 namespace: serviceBusNamespaceName
-                queueName: auditQueueName
                 messageCount: string(messagesPerReplica)
-              }
+              }, auditScaleMetadata)
               // Managed identity instead of a connection-string secret (`auth`).
               identity: scalerIdentityId
             }
@@ -233,11 +271,10 @@ resource app 'Microsoft.App/containerApps@2025-07-01' = {
             name: 'servicebus-notifications'
             custom: {
               type: 'azure-servicebus'
-              metadata: {
+              metadata: union({
                 namespace: serviceBusNamespaceName
-                queueName: notificationsQueueName
                 messageCount: string(messagesPerReplica)
-              }
+              }, notificationsScaleMetadata)
               identity: scalerIdentityId
             }
           }

@@ -1,6 +1,7 @@
 """Start-up checks: a consumer whose queue does not exist says so, and how to create it."""
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -18,28 +19,34 @@ from consumer.runtime.routing import Route
 from consumer.runtime.worker import Worker
 from consumer.stores.audit import AuditStore
 from consumer.stores.database import Database
-from emulator.testing import combine_configs, queue_config, run_emulator
+from emulator.testing import EmulatorHandle, combine_configs, queue_config, run_emulator
 from tests.consumer.conftest import FAST, eventually
 from tests.consumer.conftest import queue_config as processing_config
 from tools.processes import ROOT
 
 
+def _run_consumer(emulator: EmulatorHandle, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m consumer`` against ``emulator`` until it exits (its audit store in
+    ``tmp_path``, no delivery log, any free health port)."""
+    return subprocess.run(
+        [sys.executable, "-m", "consumer"],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CONSUMER_SERVICEBUS_CONNECTION_STRING": emulator.connection_string,
+            "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
+            "CONSUMER_DELIVERY_LOG_PATH": "",
+            "CONSUMER_HEALTH_PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_consumer_without_its_queue_exits_with_one_line_naming_it(tmp_path: Path) -> None:
     with run_emulator(queue_config("audit")) as emulator:  # no "notifications"
-        result = subprocess.run(
-            [sys.executable, "-m", "consumer"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "CONSUMER_SERVICEBUS_CONNECTION_STRING": emulator.connection_string,
-                "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
-                "CONSUMER_DELIVERY_LOG_PATH": "",
-                "CONSUMER_HEALTH_PORT": "0",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = _run_consumer(emulator, tmp_path)
     namespace = f"127.0.0.1:{emulator.port}"
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
@@ -77,7 +84,10 @@ async def test_check_leaves_an_unreachable_namespace_to_the_receivers() -> None:
         await check_queues(client, [QueueEntity("audit", "CONSUMER_AUDIT_QUEUE")])
 
 
-async def test_readyz_names_a_queue_that_does_not_exist(sb: ServiceBusClient, db: Database) -> None:
+async def test_readyz_names_a_queue_that_does_not_exist(
+    sb: ServiceBusClient, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="consumer.runtime.inflight")
     route = Route("audit", AuditHandler(AuditStore(db)), FAST)
     config = processing_config("audit-typo", setting="CONSUMER_AUDIT_QUEUE")
     worker = Worker(sb, [config], lambda envelope: route, shutdown_grace_period=5)
@@ -99,6 +109,11 @@ async def test_readyz_names_a_queue_that_does_not_exist(sb: ServiceBusClient, db
                 return response.status_code == 503 and expected in response.json()["problems"]
 
             await eventually(reported)
+        # The receiver backs off, logged under the module that does it (operators tune
+        # loggers by module name).
+        backing_off = [r for r in caplog.records if "; retrying in " in r.getMessage()]
+        assert backing_off
+        assert {r.name for r in backing_off} == {"consumer.runtime.inflight"}
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -136,20 +151,7 @@ def test_consumer_whose_sessions_setting_disagrees_exits_with_one_line(tmp_path:
         queue_config("audit", RequiresSession=True), queue_config("notifications")
     )
     with run_emulator(config) as emulator:
-        result = subprocess.run(
-            [sys.executable, "-m", "consumer"],
-            cwd=ROOT,
-            env={
-                **os.environ,
-                "CONSUMER_SERVICEBUS_CONNECTION_STRING": emulator.connection_string,
-                "CONSUMER_AUDIT_STORE_URL": f"sqlite+aiosqlite:///{tmp_path / 'audit.db'}",
-                "CONSUMER_DELIVERY_LOG_PATH": "",
-                "CONSUMER_HEALTH_PORT": "0",
-            },
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = _run_consumer(emulator, tmp_path)
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     last = result.stderr.splitlines()[-1]

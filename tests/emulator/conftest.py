@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -96,3 +97,17 @@ def seq(message: ServiceBusReceivedMessage) -> int:
     """The message's sequence number (always set on received messages)."""
     assert message.sequence_number is not None
     return message.sequence_number
+
+
+def server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    """What the emulator's wire layer (logger ``emulator.server``) logged at ``level`` or above."""
+    return [r for r in caplog.records if r.name == "emulator.server" and r.levelno >= level]
+
+
+async def first_logged(caplog: pytest.LogCaptureFixture, level: int, within: float = 10.0) -> str:
+    """The first emulator.server message at ``level`` or above, waiting for the reactor."""
+    deadline = time.monotonic() + within
+    while not server_records(caplog, level):
+        assert time.monotonic() < deadline, "nothing logged in time"
+        await asyncio.sleep(0.05)
+    return server_records(caplog, level)[0].getMessage()

@@ -20,7 +20,7 @@ from proton import Disposition, Endpoint, Message
 
 from emulator.server import ServerLimits
 from emulator.testing import EmulatorHandle, combine_configs, queue_config, run_emulator
-from tests.emulator.conftest import receive_n
+from tests.emulator.conftest import first_logged, receive_n, server_records
 from tests.emulator.rawamqp import RawClient, socket_closed_by_peer
 
 _LIMITS = ServerLimits(handshake_timeout=0.5, idle_timeout=1.5, max_outgoing_bytes=256 * 1024)
@@ -167,19 +167,6 @@ async def test_oversized_messages_are_refused_by_the_server(guarded: EmulatorHan
 # --- what the emulator logs: a client shutting down is routine, a broken one is not ------
 
 
-def _server_records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "emulator.server" and r.levelno >= level]
-
-
-async def _logged(caplog: pytest.LogCaptureFixture, level: int, within: float = 10.0) -> str:
-    """The first emulator.server message at ``level`` or above, waiting for the reactor."""
-    deadline = time.monotonic() + within
-    while not _server_records(caplog, level):
-        assert time.monotonic() < deadline, "nothing logged in time"
-        await asyncio.sleep(0.05)
-    return _server_records(caplog, level)[0].getMessage()
-
-
 async def test_an_sdk_client_closing_is_not_logged_as_an_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -201,7 +188,7 @@ async def test_an_sdk_client_closing_is_not_logged_as_an_error(
             assert time.monotonic() < deadline, "the emulator kept a closed connection"
             await asyncio.sleep(0.05)
 
-    noisy = [r.getMessage() for r in _server_records(caplog, logging.INFO)]
+    noisy = [r.getMessage() for r in server_records(caplog, logging.INFO)]
     assert noisy == ["stopping: closing 0 connection(s)"]
 
 
@@ -213,10 +200,10 @@ async def test_a_client_that_vanishes_without_closing_is_noted_not_warned(
     client.open()
     client.close()  # the socket goes, no AMQP close: a killed process looks like this
 
-    assert await _logged(caplog, logging.INFO) == (
+    assert await first_logged(caplog, logging.INFO) == (
         "client dropped its connection without an AMQP close"
     )
-    assert _server_records(caplog, logging.WARNING) == []
+    assert server_records(caplog, logging.WARNING) == []
 
 
 @pytest.mark.parametrize(
@@ -234,7 +221,9 @@ async def test_a_broken_client_is_still_warned_about(
         sock.sendall(garbage)
         assert socket_closed_by_peer(sock, within=5)
 
-    assert (await _logged(caplog, logging.WARNING)).startswith(f"connection error: {condition}")
+    assert (await first_logged(caplog, logging.WARNING)).startswith(
+        f"connection error: {condition}"
+    )
 
 
 async def test_a_protocol_violation_is_warned_about(
@@ -249,7 +238,7 @@ async def test_a_protocol_violation_is_warned_about(
     finally:
         client.close()
 
-    assert (await _logged(caplog, logging.WARNING)).startswith("connection error: amqp:")
+    assert (await first_logged(caplog, logging.WARNING)).startswith("connection error: amqp:")
 
 
 def _transfer_on_unattached_link(client: RawClient) -> None:

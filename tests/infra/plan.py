@@ -4,7 +4,7 @@ There is no Bicep compiler here (see test_static_analysis), so this walks pycep'
 the way ARM would run the compiled template, for the small subset of Bicep the Service Bus
 modules use: parameters, variables, ``for`` loops, ``if`` conditions, nested modules,
 ``parent``/``scope`` chains, literals, ``.``/``.?``/``[?]`` access, ``??``, ``==``,
-``&&``, ``!`` and the functions listed in ``_FUNCTIONS``. Anything else raises
+``&&``, ``!``, ``? :`` and the functions :func:`_call` knows. Anything else raises
 :class:`Unsupported`, so a module that outgrows the subset fails loudly instead of being
 planned wrongly. Strings with ``${...}`` interpolation are kept verbatim (names built that
 way then still compare equal between modules).
@@ -13,6 +13,7 @@ pycep quirk handled here: it binds ``.`` looser than binary operators, so ``a.b 
 arrives as ``a.(b == c)`` and ``a.?b ?? c`` as ``a.(b ?? c)``; :func:`_access` re-associates.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -102,6 +103,17 @@ class _Value:
     value: Any
 
 
+# Functions whose ARM meaning is the Python one on the evaluated arguments.
+_PURE: dict[str, Callable[..., Any]] = {
+    "empty": lambda value: not value,
+    "string": lambda value: value if isinstance(value, str) else json.dumps(value),
+    "json": json.loads,
+    "split": lambda text, delimiter: text.split(delimiter),
+    "first": lambda items: items[0],
+    "last": lambda items: items[-1],
+}
+
+
 def _call(name: str, params: dict[str, Any], env: _Env) -> Any:
     args = list(params.values())
     if name == "filter":
@@ -114,13 +126,17 @@ def _call(name: str, params: dict[str, Any], env: _Env) -> Any:
                 kept.append(item)
         return kept
     values = [evaluate(arg, env) for arg in args]
-    if name == "empty":
-        return not values[0]
+    if name in _PURE:
+        return _PURE[name](*values)
     if name == "union":
         merged: dict[str, Any] = {}
         for value in values:
             merged.update(value or {})
         return merged
+    if name == "concat":
+        if all(isinstance(value, list) for value in values):
+            return [item for value in values for item in value]
+        return "".join(map(str, values))
     if name in ("guid", "unique_string"):
         return f"{name}({', '.join(map(str, values))})"
     if name == "subscription_resource_id":
@@ -163,6 +179,9 @@ def evaluate(expr: Any, env: _Env) -> Any:
         return bool(evaluate(ops["operand_1"], env)) and bool(evaluate(ops["operand_2"], env))
     if kind == "not":
         return not evaluate(ops["bool_value"], env)
+    if kind == "conditional":
+        chosen = "true_value" if evaluate(ops["condition"], env) else "false_value"
+        return evaluate(ops[chosen], env)
     raise Unsupported(f"operator {kind}")
 
 
@@ -185,6 +204,33 @@ def _with(env: _Env, name: str | None, value: Any) -> _Env:
     return _Env(env.template, {**env.values, name: partial(_constant, value)})
 
 
+def _template_env(template: Template, params: dict[str, Any]) -> _Env:
+    """Parameters (``params``, else their defaults), variables and non-loop resource
+    symbols of ``template``, each evaluated when first looked up."""
+    values: dict[str, Callable[[], Any]] = {}
+    env = _Env(template, values)
+    for name, declaration in template.section("parameters").items():
+        value = params.get(name, declaration.get("default"))
+        values[name] = partial(_constant, value)
+    for name, declaration in template.section("variables").items():
+        values[name] = partial(evaluate, declaration["value"], env)
+    for symbol, declaration in template.section("resources").items():
+        if not (declaration.get("config") or {}).get("loop_type"):
+            values[symbol] = partial(_resource, template, symbol, env)
+    return env
+
+
+def variable(template: Template, name: str, params: dict[str, Any]) -> Any:
+    """The value of ``template``'s variable ``name`` for parameter values ``params``
+    (parameters left out take their default).
+
+    Raises:
+        Unsupported: the variable uses Bicep outside the planner's subset.
+    """
+    assert name in template.section("variables"), f"{template.path}: no variable {name!r}"
+    return _template_env(template, params).lookup(name)
+
+
 def plan(
     templates: dict[str, Template],
     path: str,
@@ -204,18 +250,8 @@ def plan(
         Unsupported: the module uses Bicep outside the planner's subset.
     """
     template = templates[path]
-    values: dict[str, Callable[[], Any]] = {}
-    env = _Env(template, values)
-    for name, declaration in template.section("parameters").items():
-        value = params.get(name, declaration.get("default"))
-        values[name] = partial(_constant, value)
-    for name, declaration in template.section("variables").items():
-        values[name] = partial(evaluate, declaration["value"], env)
+    env = _template_env(template, params)
     resources = template.section("resources")
-    for symbol, declaration in resources.items():
-        if not (declaration.get("config") or {}).get("loop_type"):
-            values[symbol] = partial(_resource, template, symbol, env)
-
     planned: list[Planned] = []
     for symbol, declaration in resources.items():
         if declaration["existing"]:

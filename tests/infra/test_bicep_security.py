@@ -91,6 +91,7 @@ def _env(container: dict[str, Any]) -> dict[str, Any]:
 
 
 def _container_env(template: Template) -> dict[str, Any]:
+    """Every variable the app may get: both branches of ``cond ? [...] : [...]`` count."""
     env_expr = dig(_only(template, "Microsoft.App/containerApps"), "properties", "template")
     (container,) = env_expr["containers"]
     assert function_name(container["env"]) == "concat"
@@ -99,8 +100,9 @@ def _container_env(template: Template) -> dict[str, Any]:
         name = ref(argument)
         assert name is not None
         value = template.variable(name)
-        if isinstance(dig(value, "operator", "type"), str):  # empty(x) ? [] : [...]
-            value = dig(value, "operator", "operands", "false_value")
+        if dig(value, "operator", "type") == "conditional":  # empty(x) ? [] : [...]
+            operands = dig(value, "operator", "operands")
+            value = [*operands["true_value"], *operands["false_value"]]
         merged.update(_env({"env": value}))
     return merged
 
@@ -243,7 +245,8 @@ def _queue_grants(main: Template) -> dict[str, set[str]]:
     grants: dict[str, set[str]] = {}
     for symbol, declaration in main.modules("modules/servicebus-queue-roles.bicep").items():
         item, array = loop(declaration) or ("", "")
-        assert array == "queueNames", f"{symbol} must loop over every queue"
+        # consumerQueueNames: the queues the consumer reads (test_consumer_sources).
+        assert array in ("queueNames", "consumerQueueNames"), f"{symbol} must loop over queues"
         params = body(declaration)["params"]
         assert params["queueName"] == item, symbol
         assert ref(params["namespaceName"]) == "serviceBus.outputs.name", symbol
@@ -273,13 +276,21 @@ def test_data_owner_only_for_the_keda_scaler_with_the_reason(
     for path, template in templates.items():
         assert OWNER not in _code_without_comments(template.text) or path == MAIN, path
     code = _code_without_comments(main_template.text)
-    assert code.count("roles.serviceBusDataOwner") == 1
+    # On the queues the consumer reads, and on the subscriptions it reads (where the role
+    # module grants it to the scaler only: test_consumer_sources).
+    assert code.count("roles.serviceBusDataOwner") == 2
     # The comment right above the scaler's assignments explains why Data Owner is needed.
     lines = main_template.text.splitlines()
-    (index,) = [i for i, line in enumerate(lines) if line.startswith("module scalerQueueRoles")]
-    comment = " ".join(line for line in lines[max(0, index - 12) : index] if line.startswith("//"))
-    for words in ("KEDA", "Manage", "Data Owner", "GetQueueRuntimeProperties", "lifecycle 'None'"):
-        assert words in comment, f"missing from the Data Owner justification: {words}"
+    reasons = {
+        "scalerQueueRoles": ("GetQueueRuntimeProperties", "lifecycle 'None'"),
+        "consumerSubscriptionRoles": (),
+    }
+    for symbol, specific in reasons.items():
+        (index,) = [i for i, line in enumerate(lines) if line.startswith(f"module {symbol} ")]
+        start = max(0, index - 12)
+        comment = " ".join(line for line in lines[start:index] if line.startswith("//"))
+        for words in ("KEDA", "Manage", "Data Owner", *specific):
+            assert words in comment, f"missing from the Data Owner justification: {words}"
 
 
 def test_scaler_and_pull_identities_are_hidden_from_app_code(
@@ -421,20 +432,18 @@ def test_console_requires_entra_sign_in_and_fails_closed(
     assert condition(main_template.modules()["console"]) == "consoleDeployed"
 
 
-def test_consumer_scales_per_queue_with_a_managed_identity(templates: dict[str, Template]) -> None:
+def test_consumer_scales_per_source_with_a_managed_identity(
+    templates: dict[str, Template],
+) -> None:
+    """One rule per source; what each watches is planned in test_consumer_sources."""
     app = _only(templates[CONSUMER], "Microsoft.App/containerApps")
     rules = app["properties"]["template"]["scale"]["rules"]
-    queues = set()
     for rule in rules:
         custom = rule["custom"]
         assert custom["type"] == "azure-servicebus"
         assert custom["identity"] == "scalerIdentityId", "scale rule must use the identity"
         assert "auth" not in custom, "no connection-string secret on scale rules"
-        assert custom["metadata"]["namespace"] == "serviceBusNamespaceName"
-        assert function_name(custom["metadata"]["messageCount"]) == "string"
-        queues.add(custom["metadata"]["queueName"])
-    assert queues == {"auditQueueName", "notificationsQueueName"}
-    assert len(rules) == len(queues)
+    assert [rule["name"] for rule in rules] == ["servicebus-audit", "servicebus-notifications"]
 
 
 # Container Apps limits on probe settings (ContainerAppProbe in the Microsoft.App API).
