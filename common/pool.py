@@ -23,12 +23,15 @@ Use it through :func:`create_engine` (the outbox and the consumer's stores on Po
 import time
 from typing import Any
 
+from azure.core.credentials import TokenCredential
 from sqlalchemy import event
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext import asyncio as sqlalchemy_asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
+
+from common.postgres_entra import enable_entra_sign_in, entra_connect_args, signs_in_with_entra
 
 IDLE_SECONDS = 5.0
 """Default: connections idle at least this long (seconds) are pinged before use."""
@@ -36,20 +39,34 @@ IDLE_SECONDS = 5.0
 _LAST_CHECKIN = "common.pool.last_checkin"
 
 
-def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
+def create_engine(
+    url: str | URL, *, entra_credential: TokenCredential | None = None, **kwargs: Any
+) -> AsyncEngine:
     """An async engine for a server database (e.g. ``postgresql+asyncpg://``).
 
     Pooled connections idle for :data:`IDLE_SECONDS` or more are pinged before use
     (:func:`ping_when_idle`), unless ``pool_pre_ping=True`` in ``kwargs`` asks for
-    SQLAlchemy's ping on every checkout.
+    SQLAlchemy's ping on every checkout. A URL to Azure Database for PostgreSQL with a
+    user and no password signs in with Microsoft Entra ID (:mod:`common.postgres_entra`).
 
     Args:
         url: SQLAlchemy async URL.
+        entra_credential: Sign in with this credential's Entra tokens, whatever the host
+            (default: ``DefaultAzureCredential`` when the URL calls for it, else none).
         **kwargs: Passed to :func:`sqlalchemy.ext.asyncio.create_async_engine`.
     """
+    parsed = make_url(url)
+    entra = entra_credential is not None or signs_in_with_entra(parsed)
+    if entra:
+        kwargs["connect_args"] = {
+            **kwargs.get("connect_args", {}),
+            **entra_connect_args(entra_credential),
+        }
     # Looked up per call, not imported by name: OpenTelemetry's SQLAlchemy instrumentation
     # wraps it after this module is imported, and the store spans come from that wrapper.
-    engine = sqlalchemy_asyncio.create_async_engine(url, **kwargs)
+    engine = sqlalchemy_asyncio.create_async_engine(parsed, **kwargs)
+    if entra:
+        enable_entra_sign_in(engine)
     if not kwargs.get("pool_pre_ping", False):
         ping_when_idle(engine)
     return engine
