@@ -89,7 +89,7 @@ OTHER_VARIABLES: tuple[tuple[str, str, str], ...] = (
     (
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE, OTEL_BSP_MAX_QUEUE_SIZE, OTEL_BSP_SCHEDULE_DELAY",
         "both",
-        "Batch span export: spans leave in batches of up to 2,048 from a queue of 8,192 "
+        "Batch span export: spans leave in batches of up to 512 from a queue of 8,192 "
         "unless these standard variables say otherwise, at least every 5 s.",
     ),
     ("OTEL_SDK_DISABLED", "both", "`true` turns all telemetry export off."),
