@@ -2,16 +2,14 @@
 revision upgrades with its rows kept, and the result is exactly the tables the stores
 query (``consumer.stores.schema``)."""
 
-from typing import Any
-
 from alembic import command
-from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect, select, text
 
 from consumer.stores.database import Database
 from consumer.stores.migrate import MIGRATIONS, VERSION_TABLE, alembic_config
 from consumer.stores.schema import consumer_inbox, metadata
+from tests.schema_support import schema_differences
 
 
 def to_revision(connection: Connection, revision: str) -> None:
@@ -30,16 +28,6 @@ def current(connection: Connection) -> str | None:
 
 def tables(connection: Connection) -> set[str]:
     return set(inspect(connection).get_table_names())
-
-
-def schema_differences(connection: Connection) -> list[Any]:
-    """What autogenerate would change: the migrations must build exactly the tables."""
-    context = MigrationContext.configure(
-        connection,
-        opts={"include_name": lambda name, kind, _: kind != "table" or name in metadata.tables},
-    )
-    differences: list[Any] = compare_metadata(context, metadata)
-    return differences
 
 
 async def test_a_0002_store_upgrades_to_outcomes_keeping_its_rows(store_url: str) -> None:
@@ -62,7 +50,7 @@ async def test_a_0002_store_upgrades_to_outcomes_keeping_its_rows(store_url: str
         async with database.engine.connect() as connection:
             assert await connection.run_sync(current) == "0003"
             assert "consumer_outcomes" in await connection.run_sync(tables)
-            assert await connection.run_sync(schema_differences) == []
+            assert await connection.run_sync(schema_differences, metadata) == []
             kept = await connection.scalars(select(consumer_inbox.c.event_id))
             assert list(kept) == ["e-1"]
         async with database.engine.begin() as connection:

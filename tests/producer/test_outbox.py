@@ -8,10 +8,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import inspect, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import AuditEvent, new_envelope
@@ -31,6 +29,7 @@ from tests.producer.conftest import (
     unreachable_connection_string,
     wait_until,
 )
+from tests.schema_support import schema_differences
 
 LEASE = timedelta(seconds=30)
 
@@ -66,16 +65,6 @@ async def statuses(engine: AsyncEngine) -> dict[str, str]:
         return {row.id: row.status for row in rows}
 
 
-def schema_differences(connection: Connection) -> list[Any]:
-    """What autogenerate would change: the migrations must build exactly the models."""
-    context = MigrationContext.configure(
-        connection,
-        opts={"include_name": lambda name, kind, _: kind != "table" or name in metadata.tables},
-    )
-    differences: list[Any] = compare_metadata(context, metadata)
-    return differences
-
-
 async def test_migrations_are_idempotent_with_their_own_version_table(database_url: str) -> None:
     engine = await migrated(database_url)
     try:
@@ -90,7 +79,7 @@ async def test_migrations_are_idempotent_with_their_own_version_table(database_u
         assert "alembic_version" not in tables
         assert await pending_migrations(engine) is False
         async with engine.connect() as connection:
-            assert await connection.run_sync(schema_differences) == []
+            assert await connection.run_sync(schema_differences, metadata) == []
     finally:
         await engine.dispose()
 
