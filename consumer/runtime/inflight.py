@@ -9,9 +9,11 @@ from typing import Any, Protocol
 from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 from consumer.retry import exponential_backoff
+from consumer.runtime.channel import SenderChannel
 from consumer.runtime.config import QueueConfig
 from consumer.runtime.entities import QueueEntity, describe_missing
 from consumer.runtime.pipeline import MessagePipeline
+from consumer.runtime.stats import QueueStats
 
 logger = logging.getLogger(__name__)
 
@@ -25,15 +27,27 @@ class FailingLane(Protocol):
 class InFlight:
     """Message tasks of one processor and the pipeline they run in.
 
-    Subclasses set ``config``, ``missing``, ``_client``, ``_tasks`` and ``_pipeline`` in
-    their ``__init__``.
+    Args:
+        client: The process's ``ServiceBusClient``.
+        config: Source settings.
+        stats: Counters to update.
+
+    Subclasses call this ``__init__`` first, then build ``_pipeline`` (it needs their
+    callbacks).
     """
 
-    config: QueueConfig
-    missing: str | None
-    _client: Any
-    _tasks: set["asyncio.Task[None]"]
     _pipeline: MessagePipeline
+
+    def __init__(self, client: Any, config: QueueConfig, stats: QueueStats) -> None:
+        self._client = client
+        self.config = config
+        self.stats = stats
+        self._generation = 0
+        self._sender = SenderChannel(client, config.name)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.missing: str | None = None
+        """Set while opening a receiver (or accepting a session) fails because the entity
+        does not exist: says which, its setting and how to create it (for ``/readyz``)."""
 
     @property
     def busy(self) -> bool:

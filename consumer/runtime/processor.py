@@ -20,7 +20,7 @@ from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
 
-from consumer.runtime.channel import ReceiverChannel, SenderChannel
+from consumer.runtime.channel import ReceiverChannel
 from consumer.runtime.config import SLOTS_PER_RECEIVER, QueueConfig, receivers_for
 from consumer.runtime.credit import split_capacity
 from consumer.runtime.inflight import InFlight
@@ -67,13 +67,8 @@ class QueueProcessor(InFlight):
     """
 
     def __init__(self, client: Any, config: QueueConfig, router: Router, stats: QueueStats):
-        self._client = client
-        self.config = config
-        self.stats = stats
+        super().__init__(client, config, stats)
         self._retired: list[ReceiverChannel] = []
-        self._generation = 0
-        self._sender = SenderChannel(client, config.name)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._in_flight_by_generation: dict[int, int] = {}
         # Messages received whose handler has not finished, with their receiver's lane;
         # only these count against receiving more. A handled message waiting for its
@@ -100,9 +95,6 @@ class QueueProcessor(InFlight):
             on_handled=self._handled,
         )
         self._receiving_stopped = False
-        self.missing: str | None = None
-        """Set while opening a receiver fails because the queue does not exist: says
-        which queue, its setting and how to create it (for ``/readyz``)."""
 
     @property
     def connected(self) -> bool:

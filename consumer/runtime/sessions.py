@@ -31,7 +31,7 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.exceptions import OperationTimeoutError
 
-from consumer.runtime.channel import ReceiverChannel, SenderChannel
+from consumer.runtime.channel import ReceiverChannel
 from consumer.runtime.config import QueueConfig
 from consumer.runtime.inflight import InFlight
 from consumer.runtime.pipeline import MessagePipeline
@@ -113,12 +113,7 @@ class SessionProcessor(InFlight):
     """
 
     def __init__(self, client: Any, config: QueueConfig, router: Router, stats: QueueStats):
-        self._client = client
-        self.config = config
-        self.stats = stats
-        self._generation = 0
-        self._sender = SenderChannel(client, config.name)  # unused: retries are held
-        self._tasks: set[asyncio.Task[None]] = set()
+        super().__init__(client, config, stats)  # its sender stays unused: retries are held
         self._lanes = [SessionLane() for _ in range(max(1, config.max_concurrent_sessions))]
         self._receiving_stopped = False
         self._pipeline = MessagePipeline(
@@ -129,8 +124,6 @@ class SessionProcessor(InFlight):
             receiving_stopped=lambda: False,  # a lane only receives what it handles next
             on_handled=lambda _task: None,
         )
-        self.missing: str | None = None
-        """Set while accepting a session fails because the entity does not exist."""
 
     @property
     def connected(self) -> bool:

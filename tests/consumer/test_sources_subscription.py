@@ -1,7 +1,6 @@
 """A worker reading a topic subscription: its filter's share, retries kept inside it,
 start-up checks, settings."""
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -27,7 +26,13 @@ from emulator.testing import (
     subscription_config,
     topic_config,
 )
-from tests.consumer.conftest import FAST, audit_envelope, eventually, queue_config
+from tests.consumer.conftest import (
+    FAST,
+    RunningWorker,
+    audit_envelope,
+    eventually,
+    queue_config,
+)
 
 TOPIC = "events"
 SIEM = f"{TOPIC}/Subscriptions/siem"
@@ -76,21 +81,14 @@ async def count(client: ServiceBusClient, subscription: str) -> int:
         return len(await receiver.peek_messages(max_message_count=100))
 
 
-class Running:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(worker.run(self.stop))
-
-    async def shutdown(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 40)
-
-
-def subscription_worker(client: ServiceBusClient, handler: Any, policy: RetryPolicy) -> Running:
+def subscription_worker(
+    client: ServiceBusClient, handler: Any, policy: RetryPolicy
+) -> RunningWorker:
     config = queue_config(SIEM, event_types=frozenset({AUDIT_EVENT_TYPE}), max_delivery_count=5)
     router = {AUDIT_EVENT_TYPE: Route("audit", handler, policy)}
-    return Running(Worker(client, [config], lambda e: router.get(e.type), shutdown_grace_period=10))
+    return RunningWorker(
+        Worker(client, [config], lambda e: router.get(e.type), shutdown_grace_period=10)
+    )
 
 
 async def test_worker_on_a_subscription_processes_what_its_filter_selects(
