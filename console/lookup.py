@@ -8,6 +8,7 @@ A source that is not configured or cannot be read leaves its part empty and adds
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from common.error_text import error_line
 from console.services import Services
 from console.sources.bus import QueuedMessage
 from console.sources.consumer_store import Processing
@@ -98,7 +99,7 @@ async def find_event(services: Services, query: str) -> EventReport:
             if report.entry is None:
                 report.key_uses = await services.outbox.key_uses(query)
         except Exception as error:
-            report.problems.append(f"outbox: {_line(error)}")
+            report.problems.append(f"outbox: {error_line(error)}")
     else:
         report.problems.append("outbox: not configured (CONSOLE_OUTBOX_DATABASE_URL)")
     ids = {event_id for use in report.key_uses for event_id in use.event_ids}
@@ -123,7 +124,7 @@ async def _follow(services: Services, report: EventReport, event_id: str) -> Non
         try:
             report.processing = await services.store.processing(event_id)
         except Exception as error:
-            report.problems.append(f"consumer store: {_line(error)}")
+            report.problems.append(f"consumer store: {error_line(error)}")
     else:
         report.problems.append("consumer store: not configured (CONSOLE_AUDIT_STORE_URL)")
     for queue in queues:
@@ -133,9 +134,4 @@ async def _follow(services: Services, report: EventReport, event_id: str) -> Non
             ]
             report.on_queue += [(queue, m) for m in await services.bus.on_queue(queue, event_id)]
         except Exception as error:
-            report.problems.append(f"queue {queue}: {_line(error)}")
-
-
-def _line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+            report.problems.append(f"queue {queue}: {error_line(error)}")

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from common.error_text import error_line
 from console.sources.bus import BusReader, QueueCounts
 from console.sources.consumer_status import ConsumerStatus
 from console.sources.consumer_store import ConsumerStore
@@ -188,20 +189,20 @@ class FlowSampler:
                 if pending.oldest_accepted_at is not None:
                     oldest = max((now - pending.oldest_accepted_at).total_seconds(), 0.0)
             except Exception as error:
-                problems.append(f"outbox: {_line(error)}")
+                problems.append(f"outbox: {error_line(error)}")
         queues: dict[str, QueueCounts] = {}
         for queue in self.queues:
             try:
                 queues[queue] = await self._bus.counts(queue)
             except Exception as error:
-                problems.append(f"queue {queue}: {_line(error)}")
+                problems.append(f"queue {queue}: {error_line(error)}")
         minutes = None
         if self._store is not None:
             window = window_minutes(now, self.history)
             try:
                 rows = await self._store.outcomes_since(window[0])
             except Exception as error:
-                problems.append(f"consumer outcomes: {_line(error)}")
+                problems.append(f"consumer outcomes: {error_line(error)}")
             else:
                 minutes = OutcomeMinutes.from_rows(rows, self.queues, window)
         outcomes: dict[str, dict[str, int]] = {}
@@ -209,7 +210,7 @@ class FlowSampler:
             try:
                 outcomes = outcome_totals(await self._status.fetch())
             except Exception as error:
-                problems.append(f"consumer status: {_line(error)}")
+                problems.append(f"consumer status: {error_line(error)}")
         sample = Sample(now, backlog, oldest, queues, outcomes, minutes, problems)
         self.samples.append(sample)
         self.sampled.set()
@@ -227,8 +228,3 @@ class FlowSampler:
     @property
     def latest(self) -> Sample | None:
         return self.samples[-1] if self.samples else None
-
-
-def _line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

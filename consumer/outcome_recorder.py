@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from common.error_text import error_line
 from consumer.runtime.stats import WorkerStats
 from consumer.stores.outcomes import OutcomeKey, OutcomeStore, minute_of
 
@@ -98,7 +99,7 @@ class OutcomeRecorder:
                 logger.warning(
                     "recording %d consumer outcome(s) failed, kept for the next flush: %s",
                     sum(pending.values()),
-                    _line(exc),
+                    error_line(exc),
                 )
                 return False
             self._recorded = totals
@@ -121,8 +122,8 @@ class OutcomeRecorder:
         if not done:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        elif not task.cancelled() and task.exception() is not None:
-            logger.error("the outcome recorder failed: %s", _line(task.exception()))
+        elif not task.cancelled() and (failure := task.exception()) is not None:
+            logger.error("the outcome recorder failed: %s", error_line(failure))
         if lost := self.pending():
             logger.warning(
                 "%d consumer outcome(s) not recorded at exit: %s",
@@ -151,15 +152,7 @@ class OutcomeRecorder:
         try:
             removed = await self._store.prune(minute_of(self._clock() - self._retention))
         except Exception as exc:
-            logger.warning("pruning consumer outcomes failed: %s", _line(exc))
+            logger.warning("pruning consumer outcomes failed: %s", error_line(exc))
         else:
             if removed:
                 logger.info("pruned %d consumer outcome row(s)", removed)
-
-
-def _line(error: BaseException | None) -> str:
-    """``Type: first line`` of ``error`` (SQLAlchemy's messages run over several lines)."""
-    if error is None:
-        return ""
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -11,6 +11,7 @@ from azure.servicebus.exceptions import (
     ServiceBusError,
 )
 
+from common.error_text import first_line
 from consumer.dlq.model import DlqError, Outcome
 from consumer.runtime.entities import EntityPath
 
@@ -50,9 +51,3 @@ def _kind(queue: str) -> str:
         return EntityPath.parse(queue).kind
     except ValueError:
         return "entity"
-
-
-def first_line(error: BaseException) -> str:
-    """The first line of ``error``'s message (its type name if it has none)."""
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

@@ -16,7 +16,7 @@ from azure.servicebus.exceptions import (
     MessageSizeExceededError,
 )
 
-from consumer.dlq.errors import first_line
+from common.error_text import first_line
 from consumer.dlq.model import DeadLetteredMessage, Outcome, Progress, Selected, describe_message
 from consumer.dlq.release import release
 from consumer.dlq.selection import Selection, dlq_receiver, peek_all
